@@ -1,0 +1,121 @@
+"""Public entry point of the spatially variant RNN (paper Eq. 13) and its backend dispatch.
+
+Backends, all computing the same function:
+
+========== =============================================================================
+reference  Python loop under autograd (``rnn_reference``). Slow; the ground truth.
+torch      vectorised PyTorch loop with a hand-written backward (``rnn_torch``); any device.
+cpu        compiled CPU kernel, forward and backward (``rnn_cpu``, numba).
+triton     Triton GPU kernels, forward and backward (``rnn_triton``).
+auto       triton on CUDA, cpu on CPU; falls back to torch with a one-time warning.
+========== =============================================================================
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import torch
+
+BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
+
+_warned: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _load(backend: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if backend == "reference":
+        from .rnn_reference import spatial_rnn_reference
+
+        return spatial_rnn_reference
+    if backend == "torch":
+        from .rnn_torch import spatial_rnn_torch
+
+        return spatial_rnn_torch
+    if backend == "cpu":
+        from .rnn_cpu import spatial_rnn_cpu
+
+        return spatial_rnn_cpu
+    if backend == "triton":
+        from .rnn_triton import spatial_rnn_triton
+
+        return spatial_rnn_triton
+    raise ValueError(f"unknown spatial_rnn backend {backend!r}; choose one of {BACKENDS}")
+
+
+def backend_available(backend: str, device: torch.device | str = "cpu") -> bool:
+    """Whether ``backend`` can run on ``device`` in this environment."""
+    device = torch.device(device)
+    if backend in ("reference", "torch"):
+        return True
+    if backend == "cpu":
+        if device.type != "cpu":
+            return False
+        try:
+            from . import rnn_cpu
+        except ImportError:
+            return False
+        return rnn_cpu.is_available()
+    if backend == "triton":
+        try:
+            from . import rnn_triton
+        except ImportError:
+            return False
+        return rnn_triton.is_available(device)
+    return False
+
+
+def resolve_backend(backend: str, device: torch.device | str) -> str:
+    """Turn ``"auto"`` into a concrete backend name for ``device`` (warning once on fallback)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown spatial_rnn backend {backend!r}; choose one of {BACKENDS}")
+    if backend != "auto":
+        return backend
+    device = torch.device(device)
+    preferred = "triton" if device.type == "cuda" else "cpu"
+    if backend_available(preferred, device):
+        return preferred
+    _warn_once(
+        f"fallback-{device.type}",
+        f"spatial_rnn: the {preferred!r} backend is unavailable on {device.type}; "
+        "using the slower vectorised 'torch' backend",
+    )
+    return "torch"
+
+
+def spatial_rnn(x: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """Four-direction spatially variant linear RNN (paper Eq. 13).
+
+    For each direction k (0: left->right, 1: right->left, 2: top->bottom, 3: bottom->top) and
+    the gates ``w_k = w[:, k*C:(k+1)*C]``, along that direction::
+
+        h[i] = (1 - w_k[i]) * x[i] + w_k[i] * h[i-1],    h[-1] = 0
+
+    Args:
+        x: (N, C, H, W) features.
+        w: (N, 4C, H, W) gates, expected in (-1, 1) (the network makes them with tanh).
+        backend: one of ``"auto"``, ``"reference"``, ``"torch"``, ``"cpu"``, ``"triton"``.
+    Returns:
+        (N, 4C, H, W): the four directional outputs concatenated in the order above.
+        Differentiable in ``x`` and ``w``.
+    """
+    if x.dim() != 4 or w.dim() != 4:
+        raise ValueError(f"spatial_rnn expects 4-D x and w, got {tuple(x.shape)} and {tuple(w.shape)}")
+    n, c, h, wd = x.shape
+    if tuple(w.shape) != (n, 4 * c, h, wd):
+        raise ValueError(
+            f"spatial_rnn: gates must have shape (N, 4C, H, W) = {(n, 4 * c, h, wd)}, "
+            f"got {tuple(w.shape)}"
+        )
+    if x.device != w.device:
+        raise ValueError(f"spatial_rnn: x on {x.device} but w on {w.device}")
+    if x.dtype != w.dtype:
+        w = w.to(x.dtype)
+    name = resolve_backend(backend, x.device)
+    return _load(name)(x, w)
