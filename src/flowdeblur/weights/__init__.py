@@ -1,0 +1,114 @@
+"""Weights on disk: safetensors files that carry the architecture in their metadata.
+
+A weights file holds the model's state dict (optionally cast to bf16/fp16 to ship small) and,
+in the safetensors metadata, ``{"format": "flowdeblur", "config": <model.config as JSON>}``,
+so a file can rebuild its own network and a mismatch is caught before any tensor is copied.
+Shipped weights live beside this file and load offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..models import FlowDeblurNet
+
+#: The weights shipped inside the package (trained on synthetic data only; see README).
+PRETRAINED = Path(__file__).with_name("flowdeblur_synthetic.safetensors")
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def save_weights(
+    model: FlowDeblurNet,
+    path: str | os.PathLike,
+    *,
+    dtype: str = "fp32",
+    extra_metadata: dict[str, str] | None = None,
+) -> None:
+    """Write ``model``'s weights atomically (temporary file in the same folder, then rename)."""
+    from safetensors.torch import save_file
+
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    model = getattr(model, "module", model)  # unwrap DDP
+    state = {
+        k: v.detach().to("cpu", _DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()
+    }
+    metadata = {"format": "flowdeblur", "config": json.dumps(model.config)}
+    metadata.update(extra_metadata or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read a weights file -> (state dict, metadata). Raises UserError if it is not one."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
+    return state, metadata
+
+
+def load_state_into(model: FlowDeblurNet, path: str | os.PathLike) -> FlowDeblurNet:
+    """Copy the weights in ``path`` into ``model``; UserError if they do not fit it exactly."""
+    state, metadata = read_weights(path)
+    config = metadata.get("config")
+    if config is not None and json.loads(config) != model.config:
+        raise UserError(
+            f"{path} holds weights for {json.loads(config)}, which does not fit the model "
+            f"{model.config}"
+        )
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        detail = (missing[:1] and f"missing {missing[0]}") or (
+            unexpected[:1] and f"unexpected {unexpected[0]}"
+        ) or f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}"
+        raise UserError(f"{path} does not fit the model ({detail}; {len(missing)} missing, "
+                        f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors)")
+    with torch.no_grad():
+        for k, v in own.items():
+            v.copy_(state[k].to(v.dtype))
+    return model
+
+
+def load_weights(path: str | os.PathLike, **model_kwargs) -> FlowDeblurNet:
+    """Build the network a weights file describes and load it (fp32, CPU, eval mode)."""
+    _, metadata = read_weights(path)
+    if metadata.get("format") != "flowdeblur":
+        raise UserError(f"{path} is not a flowdeblur weights file (no flowdeblur metadata)")
+    config = json.loads(metadata["config"])
+    model = FlowDeblurNet(**config, **model_kwargs)
+    return load_state_into(model, path).eval()
+
+
+def load_pretrained(**model_kwargs) -> FlowDeblurNet:
+    """The network with the weights shipped in the package (offline; no download)."""
+    if not PRETRAINED.is_file():
+        raise UserError(
+            f"no pretrained weights are shipped in this installation ({PRETRAINED} is missing)"
+        )
+    return load_weights(PRETRAINED, **model_kwargs)
