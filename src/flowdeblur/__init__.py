@@ -5,4 +5,11 @@ from .ops import spatial_rnn, warp
 
 __version__ = "0.1.0"
 
-__all__ = ["FlowDeblurNet", "FlowDeblurOutput", "__version__", "count_parameters", "spatial_rnn", "warp"]
+__all__ = [
+    "FlowDeblurNet",
+    "FlowDeblurOutput",
+    "__version__",
+    "count_parameters",
+    "spatial_rnn",
+    "warp",
+]

@@ -19,7 +19,8 @@ def run(args: argparse.Namespace) -> int:
     from ..models import VARIANTS, FlowDeblurNet, count_parameters
     from ..ops import BACKENDS, backend_available
 
-    print(f"flowdeblur {__version__}  python {platform.python_version()}  torch {torch.__version__}")
+    py = platform.python_version()
+    print(f"flowdeblur {__version__}  python {py}  torch {torch.__version__}")
     cuda = torch.cuda.is_available()
     print(f"cuda: {torch.cuda.get_device_name(0) if cuda else 'not available'}")
     devices = ["cpu"] + (["cuda"] if cuda else [])

@@ -106,7 +106,9 @@ def spatial_rnn(x: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> t
         Differentiable in ``x`` and ``w``.
     """
     if x.dim() != 4 or w.dim() != 4:
-        raise ValueError(f"spatial_rnn expects 4-D x and w, got {tuple(x.shape)} and {tuple(w.shape)}")
+        raise ValueError(
+            f"spatial_rnn expects 4-D x and w, got {tuple(x.shape)} and {tuple(w.shape)}"
+        )
     n, c, h, wd = x.shape
     if tuple(w.shape) != (n, 4 * c, h, wd):
         raise ValueError(

@@ -48,6 +48,7 @@ def save_weights(
     os.close(fd)
     try:
         save_file(state, tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -84,11 +85,17 @@ def load_state_into(model: FlowDeblurNet, path: str | os.PathLike) -> FlowDeblur
     unexpected = sorted(set(state) - set(own))
     wrong = [k for k in own if k in state and state[k].shape != own[k].shape]
     if missing or unexpected or wrong:
-        detail = (missing[:1] and f"missing {missing[0]}") or (
-            unexpected[:1] and f"unexpected {unexpected[0]}"
-        ) or f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}"
-        raise UserError(f"{path} does not fit the model ({detail}; {len(missing)} missing, "
-                        f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors)")
+        if missing:
+            detail = f"missing {missing[0]}"
+        elif unexpected:
+            detail = f"unexpected {unexpected[0]}"
+        else:
+            k = wrong[0]
+            detail = f"{k} has shape {tuple(state[k].shape)}, expected {tuple(own[k].shape)}"
+        raise UserError(
+            f"{path} does not fit the model ({detail}; {len(missing)} missing, "
+            f"{len(unexpected)} unexpected, {len(wrong)} mis-shaped tensors)"
+        )
     with torch.no_grad():
         for k, v in own.items():
             v.copy_(state[k].to(v.dtype))
