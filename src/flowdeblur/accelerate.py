@@ -1,0 +1,404 @@
+"""A fast forward pass for fixed frame sizes, and the stand-in RNN that benchmarks compare with.
+
+:func:`prepare_for_inference` turns a :class:`~flowdeblur.models.FlowDeblurNet` into a callable
+``fast(frame_t, frame_next) -> image`` that runs
+
+- on a private copy of the model (eval mode, no gradients), so the caller's model is untouched;
+- under ``torch.autocast`` in bf16/fp16 on CUDA (fp32, or bf16 if asked, on CPU), with the
+  copy's weights cast once to that dtype: autocast would round them the same way on every call,
+  so the result is identical and the per-call cast kernels disappear;
+- on CUDA, with weights and inputs in ``channels_last`` (NHWC), the layout cuDNN's
+  tensor-core convolutions prefer (on CPU the default stays NCHW: the compiled CPU RNN works
+  on NCHW, and converting its 720p inputs and outputs costs about as much as the RNN itself);
+- optionally through ``torch.compile`` for the fixed input size (``dynamic=False``), with CUDA
+  graphs (``mode="max-autotune"`` or ``"reduce-overhead"``), or with the eager forward captured
+  whole in one CUDA graph (``cuda_graph=True``): either way a 720p frame becomes one graph
+  launch instead of a few hundred kernel launches.
+
+The forward has no host synchronisation (no ``.item()``, no data-dependent shapes); that is what
+lets it be captured in a CUDA graph at all (capture fails on a sync), and
+``tests/test_accelerate.py`` checks it with ``torch.cuda.set_sync_debug_mode("error")``.
+
+:func:`use_standin_rnn` temporarily replaces every spatial RNN by ``x.repeat(1, 4, 1, 1) * w``,
+an elementwise op of the same input and output shapes: the network then costs what its
+convolutions cost, which is the "convolutions only" baseline of ``flowdeblur bench``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .errors import UserError
+from .models.layers import SpatialRNN
+from .ops import backend_available, resolve_backend
+
+#: precision name -> autocast dtype (None: plain fp32, no autocast).
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+
+#: ``torch.compile`` modes accepted by :func:`prepare_for_inference`.
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+#: The compile modes that wrap the compiled graph in CUDA graphs (inductor's cudagraph trees).
+CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
+
+#: Calls made by ``example_size`` warm-up: cudagraph trees run eagerly once, record on the
+#: second call and replay from the third, so three calls leave everything compiled and captured.
+WARMUP_CALLS = 3
+
+
+# ----------------------------------------------------------------------------- stand-in RNN
+
+
+class StandInRNN(nn.Module):
+    """Same shapes as :class:`SpatialRNN` in ``mode="rnn"``, no recurrence.
+
+    ``(N, C, H, W)`` features and ``(N, 4C, H, W)`` gates -> ``x.repeat(1, 4, 1, 1) * w``,
+    ``(N, 4C, H, W)``: one elementwise kernel that reads and writes what the RNN reads and
+    writes, so the network around it does exactly the same convolutions.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.mode = "standin"
+
+    @property
+    def out_channels(self) -> int:
+        return 4 * self.channels
+
+    def forward(self, x: torch.Tensor, gates: torch.Tensor | None) -> torch.Tensor:
+        if gates is None:
+            raise ValueError("StandInRNN needs gates")
+        return x.repeat(1, 4, 1, 1) * gates.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}"
+
+
+@contextlib.contextmanager
+def use_standin_rnn(model: nn.Module) -> Iterator[nn.Module]:
+    """Within the block, each ``SpatialRNN`` of ``model`` in mode "rnn" is a :class:`StandInRNN`.
+
+    The modules are swapped in place (``model`` itself is yielded) and the original ones put
+    back on exit, even after an exception. Layers in ``"identity"`` or ``"concat"`` mode (the
+    Table IV ablations) have no recurrence and are left as they are. Anything built from the
+    model inside the block (a :func:`prepare_for_inference` callable, a compiled function)
+    keeps the stand-in after the block ends.
+    """
+    # Collect first, then swap: replacing children while iterating modules() would skip some.
+    targets = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, SpatialRNN) and child.mode == "rnn"
+    ]
+    try:
+        for parent, name, child in targets:
+            setattr(parent, name, StandInRNN(child.channels))
+        yield model
+    finally:
+        for parent, name, child in targets:
+            setattr(parent, name, child)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available else CPU; an explicit device must exist here."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UserError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {str(dev)!r} asked for, but CUDA is not available here")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"device {str(dev)!r} is not supported; use cpu or cuda")
+    return dev
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None for plain fp32."""
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type == "cpu":
+        raise UserError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
+    return PRECISIONS[precision]
+
+
+def default_channels_last(device: torch.device | str) -> bool:
+    """NHWC on CUDA (tensor-core convolutions), NCHW on CPU.
+
+    On CPU the layout conversions around the NCHW RNN kernel dominate: making one 720p gate map
+    (1x96x384x640 fp32) contiguous took ~330 ms on the 2-core development machine, against
+    ~230 ms for that RNN layer itself.
+    """
+    return torch.device(device).type == "cuda"
+
+
+def _check_compile(
+    compile: bool | str | None, cuda_graph: bool, device: torch.device
+) -> str | None:
+    if compile is None or compile is False:
+        mode = None
+    elif compile is True:
+        mode = "default"
+    elif compile in COMPILE_MODES:
+        mode = compile
+    else:
+        raise UserError(
+            f"unknown compile mode {compile!r}; use False or one of {', '.join(COMPILE_MODES)}"
+        )
+    if device.type != "cuda" and (cuda_graph or mode in CUDAGRAPH_COMPILE_MODES):
+        what = "cuda_graph=True" if cuda_graph else f"compile={mode!r}"
+        raise UserError(f"{what} uses CUDA graphs, which need a CUDA device, not {device.type}")
+    if cuda_graph and mode in CUDAGRAPH_COMPILE_MODES:
+        raise UserError(f"compile={mode!r} already uses CUDA graphs; leave cuda_graph=False")
+    return mode
+
+
+def _resolve_rnn_backends(net: nn.Module, device: torch.device) -> None:
+    """Pin every RNN layer to a concrete backend that runs on ``device``.
+
+    Resolving ``"auto"`` here, once, keeps the availability probes, imports and fallback
+    warning out of the compiled or captured forward.
+    """
+    for m in net.modules():
+        if isinstance(m, SpatialRNN) and m.mode == "rnn":
+            name = resolve_backend(m.backend, device)
+            if not backend_available(name, device):
+                raise UserError(f"spatial_rnn backend {name!r} is not available on {device.type}")
+            m.backend = name
+
+
+# ----------------------------------------------------------------------------- fast forward
+
+
+class FastForward:
+    """Callable made by :func:`prepare_for_inference`; see there.
+
+    ``fast(frame_t, frame_next=None, frame_prev=None)``: (N, 3, H, W) float frames in [0, 1],
+    on any device (moved to ``fast.device``) -> (N, 3, H, W) float32 image on ``fast.device``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        *,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        channels_last: bool,
+        compile_mode: str | None,
+        freeze: bool,
+        cuda_graph: bool,
+        clone_output: bool,
+    ) -> None:
+        self.net = net
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.channels_last = channels_last
+        self.compile_mode = compile_mode
+        self.cuda_graph = cuda_graph
+        self.clone_output = clone_output
+        self._fn = self._build(compile_mode, freeze)
+        # Inductor's cudagraph trees reuse output memory on the next replay.
+        self._tree_graphs = compile_mode in CUDAGRAPH_COMPILE_MODES
+        # Manual capture: one graph per input signature, all sharing one memory pool.
+        self._graphs: dict[tuple, tuple[list, torch.Tensor, torch.cuda.CUDAGraph]] = {}
+        self._pool = torch.cuda.graph_pool_handle() if cuda_graph else None
+
+    def _build(self, compile_mode: str | None, freeze: bool):
+        net, device, amp_dtype = self.net, self.device, self.amp_dtype
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+
+        def forward(frame_t, frame_next, frame_prev):
+            frames = [f if f is None else f.contiguous(memory_format=layout)
+                      for f in (frame_t, frame_next, frame_prev)]
+            # cache_enabled=False: a CUDA graph must not keep autocast's cast cache alive
+            # across replays (and the weights are already in amp_dtype, so nothing is cached).
+            with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16,
+                                enabled=amp_dtype is not None, cache_enabled=False):
+                out = net(*frames)
+            return out.image.float()
+
+        if compile_mode is None:
+            return forward
+        if freeze:
+            # Freezing folds the (constant) weights into the graph: layout conversions and casts
+            # happen once at compile time. It needs inductor options, which torch.compile will
+            # not take together with `mode`, so spell the mode out as its options.
+            from torch._inductor import list_mode_options
+
+            options = dict(list_mode_options(compile_mode, dynamic=False))
+            options["freezing"] = True
+            return torch.compile(forward, dynamic=False, options=options)
+        return torch.compile(forward, dynamic=False, mode=compile_mode)
+
+    def _to_device(self, frame: torch.Tensor | None) -> torch.Tensor | None:
+        if frame is None:
+            return None
+        return frame.to(self.device, non_blocking=True)
+
+    def __call__(
+        self,
+        frame_t: torch.Tensor,
+        frame_next: torch.Tensor | None = None,
+        frame_prev: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        frames = [self._to_device(f) for f in (frame_t, frame_next, frame_prev)]
+        if self.cuda_graph:
+            return self._replay(frames)
+        if self._tree_graphs:
+            # Tell cudagraph trees a new inference step begins, so the previous step's output
+            # memory may be reused (we cloned it below if the caller keeps it).
+            torch.compiler.cudagraph_mark_step_begin()
+        with torch.no_grad():
+            out = self._fn(*frames)
+        if self._tree_graphs and self.clone_output:
+            out = out.clone()
+        return out
+
+    # -- manual CUDA graph capture of the whole forward
+
+    def _replay(self, frames: list[torch.Tensor | None]) -> torch.Tensor:
+        key = tuple(None if f is None else (tuple(f.shape), f.dtype) for f in frames)
+        entry = self._graphs.get(key)
+        if entry is None:
+            entry = self._capture(frames)
+            self._graphs[key] = entry
+        static_in, static_out, graph = entry
+        for buf, f in zip(static_in, frames):
+            if buf is not None:
+                buf.copy_(f, non_blocking=True)
+        graph.replay()
+        return static_out.clone() if self.clone_output else static_out
+
+    def _capture(self, frames: list[torch.Tensor | None]):
+        # torch.cuda.graph captures on the current device: make that ours.
+        with torch.cuda.device(self.device):
+            static_in = [None if f is None else f.clone() for f in frames]
+            # Warm up on a side stream first (cuDNN/cuBLAS choose algorithms and allocate
+            # workspaces, Triton kernels compile), as torch.cuda.graphs requires.
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side), torch.no_grad():
+                for _ in range(WARMUP_CALLS):
+                    self._fn(*static_in)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
+                static_out = self._fn(*static_in)
+        return static_in, static_out, graph
+
+    def describe(self) -> str:
+        """One line: device, precision, layout and how the forward runs."""
+        prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+        how = "eager" if self.compile_mode is None else f"torch.compile({self.compile_mode})"
+        if self.cuda_graph:
+            how += " + CUDA graph"
+        layout = "channels_last" if self.channels_last else "NCHW"
+        return f"{self.device} {prec} {layout} {how}"
+
+
+def prepare_for_inference(
+    model: nn.Module,
+    *,
+    device: str | torch.device,
+    precision: str | None = None,
+    channels_last: bool | None = None,
+    compile: bool | str = False,
+    cuda_graph: bool = False,
+    freeze: bool = False,
+    cast_weights: bool = True,
+    cudnn_benchmark: bool = True,
+    example_size: Sequence[int] | None = None,
+    example_batch: int = 1,
+    clone_output: bool = True,
+) -> FastForward:
+    """A fast ``(frame_t, frame_next) -> image`` function for ``model`` on ``device``.
+
+    Args:
+        model: a :class:`~flowdeblur.models.FlowDeblurNet` (or any module called as
+            ``model(frame_t, frame_next, frame_prev)`` returning an object with ``.image``).
+            A private copy is made (eval mode, no gradients, on ``device``): later changes to
+            ``model`` do not reach the returned function, and ``model`` is not modified.
+            RNN layers on backend ``"auto"`` are pinned to the concrete backend for ``device``.
+        device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``, ``"auto"`` or a ``torch.device``.
+        precision: ``"bf16"``/``"fp16"`` run under autocast (fp16 only on CUDA); ``"fp32"``
+            runs without autocast (cuDNN's TF32 setting, ``torch.backends.cudnn.allow_tf32``,
+            then decides the conv arithmetic on CUDA). Default: bf16 on CUDA, fp32 on CPU
+            (CPU bf16 convolutions are rarely faster).
+        channels_last: store weights and run inputs in NHWC, which tensor-core convolutions
+            prefer. RNN backends that need NCHW copy their inputs, so this helps only where
+            the convolutions gain more than the copies cost. Default (None): True on CUDA,
+            False on CPU (see :func:`default_channels_last`).
+        compile: False, True (= ``"default"``) or a ``torch.compile`` mode from
+            :data:`COMPILE_MODES`; compiled for fixed sizes (``dynamic=False``): a new input
+            size recompiles. ``"max-autotune"`` and ``"reduce-overhead"`` also use CUDA graphs.
+            Tip: ``torch._dynamo.reset()`` before preparing many differently configured
+            functions, or dynamo's recompile limit sends later ones back to eager.
+        cuda_graph: capture the (eager or ``compile="default"``) forward in one CUDA graph per
+            input shape, replayed on every call; CUDA only.
+        freeze: with ``compile``, let inductor fold the weights in as constants.
+        cast_weights: store the copy's weights in the autocast dtype (same numbers as autocast
+            casting them on every call, without the per-call casts).
+        cudnn_benchmark: on CUDA, set ``torch.backends.cudnn.benchmark = True`` (a global
+            switch: fixed sizes let cuDNN time and keep its fastest algorithms).
+        example_size: (H, W): compile / capture now with zero frames of that size, batch
+            ``example_batch``, instead of on the first call.
+        clone_output: with CUDA graphs the output lives in graph memory that the next call
+            overwrites; return a copy (False: return that memory, valid until the next call).
+    Returns:
+        :class:`FastForward` ``fast``: ``fast(frame_t, frame_next=None, frame_prev=None)``
+        with (N, 3, H, W) float frames in [0, 1] -> (N, 3, H, W) float32 image on ``device``
+        (not clamped, like the model's own output). No host synchronisation inside.
+    """
+    dev = resolve_device(device)
+    if precision is None:
+        precision = "bf16" if dev.type == "cuda" else "fp32"
+    amp_dtype = autocast_dtype(precision, dev)
+    if channels_last is None:
+        channels_last = default_channels_last(dev)
+    compile_mode = _check_compile(compile, cuda_graph, dev)
+    if freeze and compile_mode is None:
+        raise UserError("freeze=True only applies to a compiled forward; set compile too")
+
+    net = copy.deepcopy(model)
+    net.eval().requires_grad_(False)
+    _resolve_rnn_backends(net, dev)
+    net.to(dev)
+    if cast_weights and amp_dtype is not None:
+        net.to(amp_dtype)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    if cudnn_benchmark and dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    fast = FastForward(
+        net,
+        device=dev,
+        amp_dtype=amp_dtype,
+        channels_last=channels_last,
+        compile_mode=compile_mode,
+        freeze=freeze,
+        cuda_graph=cuda_graph,
+        clone_output=clone_output,
+    )
+    if example_size is not None:
+        h, w = (int(v) for v in example_size)
+        n_frames = max(1, getattr(net, "in_frames", 2))
+        frames = [torch.zeros(example_batch, 3, h, w, device=dev)] * n_frames
+        for _ in range(WARMUP_CALLS):
+            fast(*frames)
+    return fast

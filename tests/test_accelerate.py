@@ -1,0 +1,257 @@
+"""flowdeblur.accelerate: the stand-in RNN swap and the fast inference callable."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flowdeblur.accelerate import (
+    StandInRNN,
+    prepare_for_inference,
+    use_standin_rnn,
+)
+from flowdeblur.errors import UserError
+from flowdeblur.models import FlowDeblurNet, SpatialRNN
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+SIZE = (40, 72)  # not a multiple of 64: the network pads and crops
+
+
+def _frames(n: int = 1, size: tuple[int, int] = SIZE, seed: int = 0, device: str = "cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.rand(n, 3, *size, generator=g).to(device) for _ in range(2)]
+
+
+def _rnn_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (SpatialRNN, StandInRNN))]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    # Tiny tensors: with the 2 cores shared, OpenMP threads mostly wait on each other.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def model() -> FlowDeblurNet:
+    torch.manual_seed(0)
+    return FlowDeblurNet("full", rnn_backend="torch").eval()
+
+
+def _forward(model, frames):
+    with torch.no_grad():
+        return model(*frames)
+
+
+# ----------------------------------------------------------------------------- stand-in
+
+
+def test_standin_keeps_shapes_changes_output_and_restores(model):
+    frames = _frames()
+    originals = _rnn_layers(model)
+    assert len(originals) == 3 and all(isinstance(m, SpatialRNN) for m in originals)
+    before = _forward(model, frames)
+
+    with use_standin_rnn(model) as m:
+        assert m is model
+        swapped = _rnn_layers(model)
+        assert len(swapped) == 3 and all(isinstance(s, StandInRNN) for s in swapped)
+        assert [s.out_channels for s in swapped] == [o.out_channels for o in originals]
+        during = _forward(model, frames)
+
+    # Same shapes everywhere (image, five flows, three gate maps), different image.
+    assert during.image.shape == before.image.shape
+    assert [f.shape for f in during.flows] == [f.shape for f in before.flows]
+    assert [g.shape for g in during.gates] == [g.shape for g in before.gates]
+    assert (during.image - before.image).abs().max() > 1e-3
+    # The flow network does not see the RNNs: its outputs are untouched.
+    torch.testing.assert_close(during.flows[0], before.flows[0], rtol=0, atol=0)
+
+    # Restored: the very same module objects, and the very same output.
+    assert all(a is b for a, b in zip(_rnn_layers(model), originals))
+    after = _forward(model, frames)
+    torch.testing.assert_close(after.image, before.image, rtol=0, atol=0)
+
+
+def test_standin_is_repeat_times_gates():
+    x = torch.randn(2, 5, 3, 4)
+    w = torch.tanh(torch.randn(2, 20, 3, 4))
+    out = StandInRNN(5)(x, w)
+    assert out.shape == (2, 20, 3, 4)
+    for k in range(4):
+        torch.testing.assert_close(out[:, 5 * k:5 * (k + 1)], x * w[:, 5 * k:5 * (k + 1)])
+
+
+def test_standin_restores_after_an_exception(model):
+    originals = _rnn_layers(model)
+    with pytest.raises(RuntimeError, match="boom"), use_standin_rnn(model):
+        raise RuntimeError("boom")
+    assert all(a is b for a, b in zip(_rnn_layers(model), originals))
+
+
+def test_standin_leaves_ablation_layers_alone():
+    net = FlowDeblurNet("concat_gates").eval()  # its RNN layers are cat([x, w]), no recurrence
+    frames = _frames()
+    before = _forward(net, frames).image
+    with use_standin_rnn(net):
+        assert not any(isinstance(m, StandInRNN) for m in net.modules())
+        torch.testing.assert_close(_forward(net, frames).image, before, rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- inference
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_prepare_cpu_fp32_matches_plain_forward(model, channels_last):
+    frames = _frames(n=2)
+    expected = _forward(model, frames).image
+    fast = prepare_for_inference(model, device="cpu", precision="fp32",
+                                 channels_last=channels_last)
+    out = fast(*frames)
+    assert out.dtype == torch.float32 and out.shape == expected.shape
+    # NHWC convolutions sum in another order: equal to rounding, not bit for bit.
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-5)
+    assert "fp32" in fast.describe()
+
+
+def test_prepare_leaves_the_callers_model_alone():
+    net = FlowDeblurNet("full", rnn_backend="auto").train()
+    fast = prepare_for_inference(net, device="cpu", precision="bf16", channels_last=True)
+    assert net.training
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in net.parameters())
+    assert all(p.is_contiguous() for p in net.parameters())
+    assert {m.backend for m in net.modules() if isinstance(m, SpatialRNN)} == {"auto"}
+    # The private copy: eval, frozen, bf16 weights, and "auto" pinned to a concrete backend.
+    assert not fast.net.training
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in fast.net.parameters())
+    backends = {m.backend for m in fast.net.modules() if isinstance(m, SpatialRNN)}
+    assert len(backends) == 1 and backends <= {"cpu", "torch"}
+
+
+def test_bf16_weight_cast_equals_autocast(model):
+    """Casting the weights once gives exactly what autocast computes casting them per call."""
+    frames = _frames()
+    cast = prepare_for_inference(model, device="cpu", precision="bf16", cast_weights=True,
+                                 channels_last=False)(*frames)
+    plain = prepare_for_inference(model, device="cpu", precision="bf16", cast_weights=False,
+                                  channels_last=False)(*frames)
+    assert cast.dtype == torch.float32
+    torch.testing.assert_close(cast, plain, rtol=0, atol=0)
+    # And it is bf16 arithmetic: close to fp32, but not equal.
+    ref = _forward(model, frames).image
+    err = (cast - ref).abs().max().item()
+    assert 0 < err < 0.05
+
+
+def test_example_size_warms_up_and_output_is_fresh(model):
+    fast = prepare_for_inference(model, device="cpu", example_size=SIZE)
+    assert fast.amp_dtype is None  # the CPU default is fp32
+    a, b = _frames(seed=1), _frames(seed=2)
+    out_a = fast(*a)
+    out_b = fast(*b)
+    assert not torch.equal(out_a, out_b)
+    torch.testing.assert_close(out_a, fast(*a), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"precision": "fp16"}, "fp16 needs a CUDA device"),
+        ({"compile": "fastest"}, "unknown compile mode 'fastest'"),
+        ({"cuda_graph": True}, "need a CUDA device"),
+        ({"compile": "max-autotune"}, "need a CUDA device"),
+        ({"freeze": True}, "only applies to a compiled forward"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+    ],
+)
+def test_bad_options_are_user_errors(model, kwargs, match):
+    kwargs = {"device": "cpu", "precision": "fp32", **kwargs}
+    with pytest.raises(UserError, match=match):
+        prepare_for_inference(model, **kwargs)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only message")
+def test_cuda_without_cuda_is_a_user_error(model):
+    with pytest.raises(UserError, match="CUDA is not available"):
+        prepare_for_inference(model, device="cuda")
+
+
+@pytest.mark.slow
+def test_compiled_cpu_forward_matches_eager():
+    torch.manual_seed(0)
+    net = FlowDeblurNet("full", rnn_backend="torch").eval()
+    frames = _frames(size=(32, 64))
+    torch._dynamo.reset()
+    with use_standin_rnn(net):  # keeps the compile short: no per-row loop to unroll
+        expected = _forward(net, frames).image
+        fast = prepare_for_inference(net, device="cpu", precision="fp32", compile="default")
+    torch.testing.assert_close(fast(*frames), expected, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- CUDA
+
+
+@pytest.fixture(scope="module")
+def cuda_model() -> FlowDeblurNet:
+    torch.manual_seed(0)
+    return FlowDeblurNet("full", rnn_backend="auto").eval()
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_matches_cpu_reference(cuda_model, precision):
+    frames = _frames(size=(64, 128))
+    ref = _forward(cuda_model, frames).image
+    out = prepare_for_inference(cuda_model, device="cuda", precision=precision)(
+        *[f.cuda() for f in frames])
+    assert out.dtype == torch.float32 and out.is_cuda
+    tol = {"fp32": 1e-2, "bf16": 0.08, "fp16": 0.03}[precision]  # fp32 may use TF32 convs
+    assert (out.cpu() - ref).abs().max().item() < tol
+
+
+@cuda
+def test_cuda_forward_has_no_host_sync(cuda_model):
+    fast = prepare_for_inference(cuda_model, device="cuda", precision="bf16",
+                                 example_size=(64, 128))
+    frames = _frames(size=(64, 128), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fast(*frames)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()
+
+
+@cuda
+def test_cuda_graph_replay_matches_eager_and_keeps_old_outputs(cuda_model):
+    eager = prepare_for_inference(cuda_model, device="cuda", precision="bf16")
+    graph = prepare_for_inference(cuda_model, device="cuda", precision="bf16", cuda_graph=True,
+                                  example_size=(64, 128))
+    a = _frames(size=(64, 128), seed=1, device="cuda")
+    b = _frames(size=(64, 128), seed=2, device="cuda")
+    out_a = graph(*a)
+    out_b = graph(*b)  # replays into the same graph memory: out_a must be a copy
+    torch.testing.assert_close(out_a, eager(*a), rtol=0, atol=2e-2)
+    torch.testing.assert_close(out_b, eager(*b), rtol=0, atol=2e-2)
+    assert not torch.equal(out_a, out_b)
+
+
+@cuda
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_cuda_compiled_matches_eager(cuda_model, mode):
+    torch._dynamo.reset()
+    eager = prepare_for_inference(cuda_model, device="cuda", precision="bf16")
+    fast = prepare_for_inference(cuda_model, device="cuda", precision="bf16", compile=mode,
+                                 example_size=(64, 128))
+    a = _frames(size=(64, 128), seed=1, device="cuda")
+    b = _frames(size=(64, 128), seed=2, device="cuda")
+    out_a, out_b = fast(*a), fast(*b)
+    torch.testing.assert_close(out_a, eager(*a), rtol=0, atol=3e-2)
+    torch.testing.assert_close(out_b, eager(*b), rtol=0, atol=3e-2)
