@@ -1,0 +1,146 @@
+"""`flowdeblur deblur INPUT... -o OUTPUT`: deblur a video, a folder of frames or image files.
+
+    flowdeblur deblur clip.mp4 -o sharp.mp4
+    flowdeblur deblur frames/ -o sharp_frames/ --tile 512 --precision bf16
+    flowdeblur deblur a.png b.png c.png -o out/ --save-flow flow/
+
+All the work is in :func:`flowdeblur.inference.deblur_video`; this module parses and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import warnings
+from collections.abc import Iterator
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deblur",
+        help="deblur a video, a folder of frames or a list of images",
+        description=(
+            "Deblur every frame of INPUT with the flow-guided network (frame t is paired with "
+            "t+1, the last frame with t-1). OUTPUT ending in a video extension (.mp4, .mkv, "
+            ".mov, .avi, ...) is written as H.264 keeping the input's frame count, timestamps, "
+            "rotation and audio; an image name (.png, ...) writes one image (one-frame input); "
+            "anything else is a folder of PNGs, one per input frame. Outputs appear only once "
+            "complete."
+        ),
+    )
+    p.add_argument(
+        "inputs", nargs="+", metavar="INPUT",
+        help="a video file, a folder of frames, or image files (in order)",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="video name or folder")
+    p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped ones)")
+    run_opts = p.add_argument_group("how to run")
+    run_opts.add_argument(
+        "--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N"
+    )
+    run_opts.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+        help="fp32 (default), or autocast to bf16/fp16 (fp16 needs CUDA)",
+    )
+    run_opts.add_argument(
+        "--batch", type=int, default=1, metavar="N",
+        help="frames per network call (tiles per call with --tile); default 1",
+    )
+    run_opts.add_argument(
+        "--tile", type=int, metavar="PX",
+        help="deblur in PX x PX tiles (>= 64; multiples of 64 work best) to bound memory",
+    )
+    run_opts.add_argument(
+        "--tile-overlap", type=int, metavar="PX",
+        help="pixels shared by neighbouring tiles, blended with a raised cosine "
+        "(default: a quarter of the tile, at most 128)",
+    )
+    out_opts = p.add_argument_group("output")
+    out_opts.add_argument(
+        "--crf", type=int, default=18,
+        help="H.264 quality, 0 (best) .. 51 (worst); default 18, visually lossless",
+    )
+    out_opts.add_argument(
+        "--lossless", action="store_true",
+        help="exact RGB at the exact size (FFV1 in .mkv, else H.264 RGB at crf 0) instead of "
+        "yuv420p, which pads odd sizes by one pixel",
+    )
+    out_opts.add_argument(
+        "--fps", type=float, help="frame rate of a video made from images (default 30)"
+    )
+    out_opts.add_argument(
+        "--bits", type=int, choices=(8, 16), default=8, help="bit depth of PNG outputs"
+    )
+    out_opts.add_argument(
+        "--side-by-side", action="store_true", help="write input | output side by side"
+    )
+    out_opts.add_argument(
+        "--save-flow", metavar="DIR",
+        help="also write each frame's estimated flow, colour-coded (Middlebury wheel), to DIR",
+    )
+    out_opts.add_argument(
+        "--overwrite", action="store_true", help="replace OUTPUT (and DIR) if they exist"
+    )
+    out_opts.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Show warnings as ``flowdeblur: warning: ...`` lines on stderr (no file/line noise)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"flowdeblur: warning: {message}", file=file or sys.stderr)
+
+    with warnings.catch_warnings():
+        # Our own warnings (UserWarning) show once per run, even in a long-lived process.
+        warnings.filterwarnings("default", category=UserWarning)
+        warnings.showwarning = show
+        yield
+
+
+def load_model(weights: str | None):
+    """The network from ``weights``, or the shipped one (UserError if neither exists)."""
+    from ..errors import UserError
+    from ..weights import load_pretrained, load_weights
+
+    if weights is not None:
+        return load_weights(weights)
+    try:
+        return load_pretrained()
+    except UserError as e:
+        raise UserError(f"{e}; pass --weights FILE") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..inference import deblur_video
+
+    with one_line_warnings():
+        model = load_model(args.weights)
+        result = deblur_video(
+            args.inputs if len(args.inputs) > 1 else args.inputs[0],
+            args.output,
+            model=model,
+            device=args.device,
+            precision=args.precision,
+            batch=args.batch,
+            tile=args.tile,
+            tile_overlap=args.tile_overlap,
+            crf=args.crf,
+            lossless=args.lossless,
+            fps=args.fps,
+            bits=args.bits,
+            side_by_side=args.side_by_side,
+            save_flow=args.save_flow,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    what = {"video": "video", "images": "folder", "image": "image"}[result.kind]
+    print(
+        f"wrote {result.num_frames} frame{'s' * (result.num_frames != 1)} to {what} "
+        f"{result.output} ({result.frames_per_second:.2f} frames/s)"
+    )
+    if args.save_flow:
+        print(f"flow pictures in {args.save_flow}")
+    return 0
