@@ -11,6 +11,7 @@ import sys
 
 from ..errors import UserError
 from . import info
+from .common import one_line_warnings
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = [info]
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        with one_line_warnings():
+            return int(args.run(args) or 0)
     except UserError as e:
         print(f"flowdeblur: error: {e}", file=sys.stderr)
         return 2

@@ -10,10 +10,8 @@ All the work is in :func:`flowdeblur.inference.deblur_video`; this module parses
 from __future__ import annotations
 
 import argparse
-import contextlib
-import sys
-import warnings
-from collections.abc import Iterator
+
+from .common import load_model, one_line_warnings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -84,33 +82,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     out_opts.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
-
-
-@contextlib.contextmanager
-def one_line_warnings() -> Iterator[None]:
-    """Show warnings as ``flowdeblur: warning: ...`` lines on stderr (no file/line noise)."""
-
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"flowdeblur: warning: {message}", file=file or sys.stderr)
-
-    with warnings.catch_warnings():
-        # Our own warnings (UserWarning) show once per run, even in a long-lived process.
-        warnings.filterwarnings("default", category=UserWarning)
-        warnings.showwarning = show
-        yield
-
-
-def load_model(weights: str | None):
-    """The network from ``weights``, or the shipped one (UserError if neither exists)."""
-    from ..errors import UserError
-    from ..weights import load_pretrained, load_weights
-
-    if weights is not None:
-        return load_weights(weights)
-    try:
-        return load_pretrained()
-    except UserError as e:
-        raise UserError(f"{e}; pass --weights FILE") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -54,7 +54,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import DESCRIPTIONS, run_demo
-    from .deblur import load_model, one_line_warnings
+    from .common import load_model, one_line_warnings
 
     if args.frames < 2:
         raise UserError(f"--frames must be at least 2, got {args.frames}")

@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     else:
-        from ..weights import load_pretrained, load_weights
+        from .common import load_model
 
-        model = load_weights(args.weights) if args.weights else load_pretrained()
+        model = load_model(args.weights)
         result = evaluate_model(
             model, args.data, args.layout or "dvd", protocol=args.protocol or "all",
             split=args.split, device=args.device, precision=args.precision,
