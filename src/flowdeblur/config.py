@@ -1,0 +1,387 @@
+"""Training configuration: typed dataclasses, read from small YAML files plus ``key=value``.
+
+A config file mirrors :class:`TrainConfig`; any field left out keeps its default (the paper's
+stage-2 recipe). Command-line overrides use dotted keys and YAML values::
+
+    flowdeblur train --config configs/joint.yaml optim.lr=1e-4 model.variant=no_rnn
+
+Unknown keys are rejected with a :class:`~flowdeblur.errors.UserError` that names the key and
+suggests the closest valid one, so a typo never silently trains with a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+
+STAGES = ("flow", "joint")
+SOURCES = ("synthetic", "real", "mix")
+SCHEDULES = ("constant", "poly")
+REDUCTIONS = ("sum", "mean")
+EXPORT_DTYPES = ("fp32", "bf16", "fp16")
+
+
+@dataclass
+class ModelConfig:
+    """Which network to train and where its first weights come from."""
+
+    #: One of :data:`flowdeblur.models.VARIANTS` (Table IV ablations).
+    variant: str = "full"
+    #: Spatial RNN backend ("auto" picks triton on CUDA, the compiled kernel on CPU).
+    rnn_backend: str = "auto"
+    #: Weights-only start (a ``.safetensors`` file from ``flowdeblur.weights.save_weights``):
+    #: stage 2 starts from the stage-1 flow weights, as the paper started from FlowNetS.
+    init_weights: str | None = None
+    #: False: copy only the tensors whose name and shape fit (e.g. stage-1 weights of the
+    #: 'full' model into the 'single_frame' variant, whose first conv differs).
+    init_strict: bool = True
+
+
+@dataclass
+class DataConfig:
+    """Where training pairs come from and how they are cut."""
+
+    #: "synthetic" (generated scenes), "real" (a dataset on disk) or "mix" (both per batch).
+    source: str = "synthetic"
+    #: Square training patch side in pixels (paper: 256). A multiple of 64 for stage 1.
+    crop_size: int = 256
+    #: Global batch: split evenly over the processes of a multi-GPU run (paper: 20).
+    batch_size: int = 20
+    #: Synthetic scenes are rendered at this side (0: ``crop_size``); with
+    #: ``augment_synthetic`` the augmentation then crops ``crop_size`` out of them.
+    scene_size: int = 0
+    #: Overrides of :class:`flowdeblur.data.synthetic.SceneConfig` (e.g. max_camera_motion).
+    synthetic: dict[str, Any] = field(default_factory=dict)
+    #: Also augment synthetic scenes (they are already random; real data is always augmented).
+    augment_synthetic: bool = False
+    #: Real dataset: root folder and layout, read by ``flowdeblur.data.readers.PairedFrames``.
+    real_root: str | None = None
+    real_layout: str = "dvd"
+    #: "mix" only: the share of each batch drawn from the real dataset.
+    real_fraction: float = 0.5
+    #: Augmentation of real patches (paper: crop, resize, rotate, scale, colour permutation).
+    scale_range: tuple[float, float] = (0.7, 1.3)
+    max_rotation_deg: float = 10.0
+    flips: bool = True
+    permute_colors: bool = True
+    #: DataLoader worker processes for real data (0: load in the training process).
+    num_workers: int = 4
+
+
+@dataclass
+class OptimConfig:
+    """Adam, as in the paper (Sec. III-D)."""
+
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 1e-6
+    #: Clip the global gradient L2 norm to this value (the release: 5000); null: no clipping.
+    grad_clip: float | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule over ``steps``."""
+
+    #: "constant" (the paper) or "poly": ``lr * (1 - step / steps) ** power`` (the release).
+    kind: str = "constant"
+    power: float = 2.0
+    #: Linear warm-up from 0 over this many steps (0: none).
+    warmup_steps: int = 0
+
+
+@dataclass
+class LogConfig:
+    """Progress, logs and checkpoints (all written under ``run_dir``)."""
+
+    #: Write TensorBoard scalars every this many steps (the loss goes to losses.jsonl
+    #: at every step).
+    every: int = 20
+    #: TensorBoard images (blurry, output, sharp, flow, gates) every this many steps (0: never).
+    image_every: int = 1000
+    #: Write a checkpoint every this many steps (and at the end, and on SIGINT/SIGTERM).
+    checkpoint_every: int = 1000
+    #: How many of the newest checkpoints to keep.
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    #: tqdm progress bar on the terminal.
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs. Defaults: the paper's stage 2 (joint training)."""
+
+    #: Folder for checkpoints, losses.jsonl, TensorBoard events and the final weights.
+    run_dir: str = "runs/joint"
+    #: "flow": flow pre-training with the multi-scale EPE on synthetic ground-truth flow
+    #: (replaces the paper's FlowNetS start); "joint": Eq. 14 (warping terms + MSE).
+    stage: str = "joint"
+    #: Number of optimiser steps (paper: 800,000).
+    steps: int = 800_000
+    seed: int = 0
+    #: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
+    device: str = "auto"
+    #: bf16 autocast on CUDA (ignored on CPU, which trains in fp32).
+    amp: bool = True
+    #: Stage 2: include the warping terms of Eq. 14 (false: Table IV "w/o flow losses").
+    flow_loss: bool = True
+    #: Stage 2: "sum" (paper/release: squared L2 summed over pixels) or "mean".
+    loss_reduction: str = "sum"
+    #: dtype of the exported ``run_dir/weights.safetensors`` (bf16 halves it for shipping).
+    export_dtype: str = "fp32"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ---------------------------------------------------------------------------------------------
+# dict <-> dataclass, with type checking and helpful errors
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def valid_keys(cls: type = TrainConfig, prefix: str = "") -> list[str]:
+    """Every dotted key of ``cls``, nested sections included (e.g. ``optim.lr``)."""
+    keys = []
+    for name, tp in _field_types(cls).items():
+        keys.append(prefix + name)
+        if dataclasses.is_dataclass(tp):
+            keys.extend(valid_keys(tp, f"{prefix}{name}."))
+    return keys
+
+
+def _unknown_key(key: str, cls: type, prefix: str) -> UserError:
+    local = [f.name for f in dataclasses.fields(cls)]
+    everywhere = valid_keys()
+    # Prefer a near miss in the same section; else anywhere (e.g. "lr" -> "optim.lr").
+    close = difflib.get_close_matches(key, local, n=1, cutoff=0.6)
+    hint = prefix + close[0] if close else None
+    if hint is None:
+        tails = {k.rsplit(".", 1)[-1]: k for k in everywhere}
+        close = difflib.get_close_matches(key, list(tails), n=1, cutoff=0.75)
+        hint = tails[close[0]] if close else None
+    where = f"in section '{prefix[:-1]}'" if prefix else "at the top level"
+    message = f"unknown config key '{prefix}{key}' ({where})"
+    return UserError(message + (f"; did you mean '{hint}'?" if hint else ""))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Check/convert a YAML value to the annotated type ``tp``; UserError naming ``key``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):  # PyYAML reads "8e5" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:  # PyYAML reads "1e-3" (no dot) as a string
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin is tuple:
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    elif origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    else:  # pragma: no cover - a field type this module does not handle
+        raise TypeError(f"unsupported config field type {tp!r} for {key}")
+    raise UserError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"a list of {len(typing.get_args(tp))} numbers"
+    if origin is dict:
+        return "a mapping"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, str(tp)
+    )
+
+
+def from_dict(data: dict | None, cls: type = TrainConfig, prefix: str = "") -> Any:
+    """Build ``cls`` from a (nested) dict; unknown keys and wrong types raise UserError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        section = prefix[:-1] or "<top>"
+        raise UserError(f"config section '{section}' must be a mapping, got {data!r}")
+    types_ = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in types_:
+            raise _unknown_key(str(key), cls, prefix)
+        tp = types_[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(value, tp, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _convert(value, tp, prefix + key)
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict:
+    """The config as plain nested dicts/lists (YAML- and JSON-safe)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def to_yaml(config: TrainConfig) -> str:
+    """The resolved config as YAML (what ``flowdeblur train --print-config`` prints)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set dotted ``key=value`` pairs in the nested dict ``data`` (values parsed as YAML)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UserError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or the defaults when ``path`` is None), apply ``key=value``
+    overrides, check types and values. Raises UserError on any mistake."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise UserError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    data = apply_overrides(data, list(overrides or []))
+    config = from_dict(data)
+    validate(config)
+    return config
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
+    if value not in choices:
+        raise UserError(f"{key} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UserError(f"{key} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}")
+
+
+def validate(config: TrainConfig) -> None:
+    """Check values that the types alone do not (choices, ranges, combinations)."""
+    from .models import VARIANTS
+    from .ops import BACKENDS
+
+    c = config
+    _choice("stage", c.stage, STAGES)
+    _choice("loss_reduction", c.loss_reduction, REDUCTIONS)
+    _choice("export_dtype", c.export_dtype, EXPORT_DTYPES)
+    _choice("model.variant", c.model.variant, sorted(VARIANTS))
+    _choice("model.rnn_backend", c.model.rnn_backend, BACKENDS)
+    _choice("data.source", c.data.source, SOURCES)
+    _choice("schedule.kind", c.schedule.kind, SCHEDULES)
+    _positive("steps", c.steps)
+    _positive("data.batch_size", c.data.batch_size)
+    _positive("data.crop_size", c.data.crop_size)
+    _positive("data.scene_size", c.data.scene_size, allow_zero=True)
+    _positive("data.num_workers", c.data.num_workers, allow_zero=True)
+    _positive("optim.lr", c.optim.lr)
+    _positive("optim.weight_decay", c.optim.weight_decay, allow_zero=True)
+    if c.optim.grad_clip is not None:
+        _positive("optim.grad_clip", c.optim.grad_clip)
+    for i, b in enumerate(c.optim.betas):
+        if not 0 <= b < 1:
+            raise UserError(f"optim.betas[{i}] must be in [0, 1); got {b!r}")
+    _positive("schedule.power", c.schedule.power)
+    _positive("schedule.warmup_steps", c.schedule.warmup_steps, allow_zero=True)
+    _positive("log.every", c.log.every)
+    _positive("log.image_every", c.log.image_every, allow_zero=True)
+    _positive("log.checkpoint_every", c.log.checkpoint_every)
+    _positive("log.keep_checkpoints", c.log.keep_checkpoints)
+    if not 0 <= c.data.real_fraction <= 1:
+        raise UserError(f"data.real_fraction must be in [0, 1]; got {c.data.real_fraction!r}")
+    lo, hi = c.data.scale_range
+    if not 0 < lo <= hi:
+        raise UserError(f"data.scale_range must be 0 < low <= high; got {[lo, hi]}")
+    if c.data.scene_size and c.data.scene_size < c.data.crop_size:
+        raise UserError(
+            f"data.scene_size ({c.data.scene_size}) must be >= data.crop_size ({c.data.crop_size})"
+        )
+    if c.data.source in ("real", "mix") and not c.data.real_root:
+        raise UserError(f"data.source={c.data.source} needs data.real_root (the dataset folder)")
+    if "size" in c.data.synthetic or "three_frames" in c.data.synthetic:
+        raise UserError(
+            "data.synthetic.size/three_frames are set by the trainer: use data.crop_size or "
+            "data.scene_size (three frames follow the model variant)"
+        )
+    if c.stage == "flow":
+        if c.data.source != "synthetic":
+            raise UserError("stage=flow needs ground-truth flow: data.source must be synthetic")
+        if VARIANTS[c.model.variant][0] == 0:
+            raise UserError(f"model.variant={c.model.variant} has no flow network to pre-train")
+        if c.data.crop_size % 64:
+            raise UserError(
+                f"stage=flow needs data.crop_size to be a multiple of 64; got {c.data.crop_size}"
+            )
+    if c.device != "auto" and not (c.device == "cpu" or c.device.startswith("cuda")):
+        raise UserError(f"device must be auto, cpu, cuda or cuda:N; got {c.device!r}")

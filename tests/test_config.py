@@ -1,0 +1,140 @@
+"""Training config: YAML files, key=value overrides, typo and type errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flowdeblur.cli import main
+from flowdeblur.config import TrainConfig, load_config, to_dict, to_yaml, valid_keys
+from flowdeblur.errors import UserError
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("name", ["debug", "flow_pretrain", "joint", "release"])
+def test_shipped_configs_load(name):
+    config = load_config(CONFIGS / f"{name}.yaml")
+    assert isinstance(config, TrainConfig)
+    assert config.run_dir == f"runs/{name}"
+
+
+def test_paper_and_release_settings():
+    joint = load_config(CONFIGS / "joint.yaml")
+    optim = joint.optim
+    assert (optim.lr, optim.betas, optim.weight_decay) == (1e-3, (0.9, 0.999), 1e-6)
+    assert (joint.data.batch_size, joint.data.crop_size, joint.steps) == (20, 256, 800_000)
+    assert joint.schedule.kind == "constant" and joint.optim.grad_clip is None
+    release = load_config(CONFIGS / "release.yaml")
+    assert (release.optim.lr, release.optim.grad_clip, release.data.batch_size) == (1e-4, 5000, 10)
+    assert (release.schedule.kind, release.schedule.power) == ("poly", 2.0)
+    debug = load_config(CONFIGS / "debug.yaml")
+    assert (debug.data.crop_size, debug.data.batch_size, debug.device) == (64, 2, "cpu")
+    assert load_config(CONFIGS / "flow_pretrain.yaml").stage == "flow"
+
+
+def test_overrides_convert_types():
+    c = load_config(None, ["optim.lr=1e-4", "steps=8e5", "amp=false", "optim.betas=[0.8, 0.95]",
+                           "optim.grad_clip=5000", "model.init_weights=w.safetensors",
+                           "data.synthetic={max_camera_motion: 8}", "run_dir=123"])
+    assert c.optim.lr == 1e-4 and isinstance(c.optim.lr, float)
+    assert c.steps == 800_000 and isinstance(c.steps, int)
+    assert c.amp is False
+    assert c.optim.betas == (0.8, 0.95)
+    assert c.optim.grad_clip == 5000.0 and isinstance(c.optim.grad_clip, float)
+    assert c.model.init_weights == "w.safetensors"
+    assert c.data.synthetic == {"max_camera_motion": 8}
+    assert c.run_dir == "123"
+    assert load_config(None, ["optim.grad_clip=null"]).optim.grad_clip is None
+
+
+def test_yaml_file_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("steps: 10\noptim:\n  lr: 1e-3\n")  # "1e-3" is a string to PyYAML
+    c = load_config(path, ["steps=12"])
+    assert c.steps == 12 and c.optim.lr == 1e-3
+    assert c.optim.weight_decay == 1e-6  # untouched default
+
+
+@pytest.mark.parametrize(
+    ("overrides", "bad", "hint"),
+    [
+        (["setps=3"], "setps", "steps"),
+        (["optim.lrr=1"], "optim.lrr", "optim.lr"),
+        (["lr=1"], "lr", "optim.lr"),  # right key, wrong section
+        (["model.varaint=full"], "model.varaint", "model.variant"),
+        (["log.checkpoint_evry=5"], "log.checkpoint_evry", "log.checkpoint_every"),
+    ],
+)
+def test_typos_name_the_key_and_suggest(overrides, bad, hint):
+    with pytest.raises(UserError) as e:
+        load_config(None, overrides)
+    assert f"'{bad}'" in str(e.value) and f"did you mean '{hint}'" in str(e.value)
+
+
+def test_typo_in_yaml_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  crop_szie: 64\n")
+    with pytest.raises(UserError, match=r"data\.crop_szie.*did you mean 'data\.crop_size'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [
+        (["steps=abc"], "'steps' expects an integer"),
+        (["steps=1.5"], "'steps' expects an integer"),
+        (["amp=3"], "'amp' expects true/false"),
+        (["optim.betas=[0.9]"], "'optim.betas' expects a list of 2"),
+        (["model.variant=nope"], "model.variant must be one of"),
+        (["stage=pretrain"], "stage must be one of"),
+        (["steps=0"], "steps must be > 0"),
+        (["optim.betas=[0.9, 1.0]"], r"optim.betas\[1\]"),
+        (["data.source=real"], "needs data.real_root"),
+        (["stage=flow", "model.variant=no_rnn"], "no flow network"),
+        (["stage=flow", "data.crop_size=96"], "multiple of 64"),
+        (["stage=flow", "data.source=mix", "data.real_root=x"], "ground-truth flow"),
+        (["data.synthetic={size: [64, 64]}"], "data.crop_size"),
+        (["model"], "key=value"),
+        (["model=3"], "section 'model' must be a mapping"),
+    ],
+)
+def test_bad_values(overrides, match):
+    with pytest.raises(UserError, match=match):
+        load_config(None, overrides)
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: [1,\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_config(bad)
+
+
+def test_print_config_round_trips(tmp_path, capsys):
+    assert main(["train", "--config", str(CONFIGS / "release.yaml"), "optim.lr=3e-5",
+                 "--print-config"]) == 0
+    text = capsys.readouterr().out
+    path = tmp_path / "printed.yaml"
+    path.write_text(text)
+    again = load_config(path)
+    assert again.optim.lr == 3e-5
+    assert to_dict(again) == to_dict(load_config(CONFIGS / "release.yaml", ["optim.lr=3e-5"]))
+    assert to_yaml(again) == text
+
+
+def test_cli_reports_typo_as_one_line(capsys):
+    assert main(["train", "--config", str(CONFIGS / "debug.yaml"), "optim.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean 'optim.lr'" in err
+
+
+def test_valid_keys_cover_sections():
+    keys = valid_keys()
+    assert {"steps", "optim.lr", "model.variant", "data.crop_size", "log.every"} <= set(keys)
