@@ -66,6 +66,19 @@ def _mean_finite(values: torch.Tensor) -> float:
     return float(finite.mean()) if finite.numel() else float("inf")
 
 
+def demo_scene(size: tuple[int, int]):
+    """The demo's scene: a photographic clip (``clip_config``) with clearly visible blur:
+    about 8 px of motion per frame and finer texture detail (blurry PSNR about 23 dB)."""
+    import dataclasses
+
+    from .data.synthetic import clip_config
+
+    return dataclasses.replace(
+        clip_config(size), max_camera_motion=24.0, max_object_motion=24.0,
+        texture_scale=(1.0, 1.6),
+    )
+
+
 def run_demo(
     out_dir: str | os.PathLike = "demo_out",
     *,
@@ -113,7 +126,7 @@ def run_demo(
     from .data.synthetic import make_clip
 
     start = time.perf_counter()
-    clip = make_clip(num_frames, (h, w), seed=seed, device=dev)
+    clip = make_clip(num_frames, (h, w), seed=seed, config=demo_scene((h, w)), device=dev)
     blur = clip["blur"].float().cpu().clamp(0, 1)  # (T, 3, H, W)
     sharp = clip["sharp"].float().cpu().clamp(0, 1)
     true_flow = clip["flow"].float().cpu()  # (T-1, 2, H, W), frame t -> t+1

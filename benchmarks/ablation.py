@@ -1,0 +1,657 @@
+"""The paper's Table IV ablation (and the stage-1 flow accuracy), in one command.
+
+Protocol (every run goes through ``flowdeblur.train.train``):
+
+1. Stage 1, once per flow-network input arity that the chosen variants need:
+   configs/flow_pretrain.yaml (multi-scale EPE on synthetic ground-truth flow) with
+   ``model.variant=full`` (two frames) and, for 'bidirectional', ``model.variant=bidirectional``
+   (three frames; or ``--bidirectional-stage1 full`` to start it from the two-frame flow net,
+   the tensors that fit). Its flow accuracy (EPE, see src/flowdeblur/flow_eval.py) is scored
+   on the held-out synthetic set and on the Middlebury motorcycle stereo pair.
+2. Stage 2: configs/joint.yaml (Eq. 14, Adam lr 1e-3) for every variant x seed, all with the
+   same number of steps, batch and patch size. The seed sets the synthetic data stream and
+   the initialisation of everything stage 1 did not train; so seed k shows every variant the
+   same batches. Each run starts from the stage-1 flow network: only the tensors stage 1
+   changed are carried over (``model.init_strict=false``), the rest (deblurring U-Net, RNN
+   gate heads, and any layer whose shape differs, e.g. single_frame's conv1) get the run's
+   own Xavier init. Short-budget change to joint.yaml: the learning rate warms up over 5% of
+   the steps and decays linearly to 0 (``schedule.kind=poly, power=1``), so that the final
+   weights are not taken at a high-lr noise floor; ``--set`` overrides anything.
+3. Scoring: each run's final weights on one fixed held-out synthetic set (seed
+   flowdeblur.flow_eval.HELDOUT_SEED, the stage-2 config's scene settings, three frames so one
+   set serves every variant), outputs quantised to 8 bits, PSNR/SSIM of flowdeblur.metrics;
+   plus the flow EPE of the run's flow network on the same set.
+
+Variants (Table IV names): full ("Ours"), no_flow_loss ("w/o flow losses": flow_loss=false),
+single_frame ("w/o flow": one input frame and, as the paper says, no flow loss either),
+no_rnn ("w/o RNNs": no flow net, no RNNs, no stage 1), concat_gates ("Concat RNN weights"),
+bidirectional ("Bidirection flows"), decoder_rnn ("RNNs in decoder").
+
+Output (``--out``, default runs/ablation): one run folder per training run
+(``stage1_<variant>/``, ``<variant>_seed<k>/``, each with config.yaml, losses.jsonl,
+weights.safetensors, score.json), ``ablation.json`` (everything) and ``ablation.md`` (the
+table). Resumable: a run with a score (or with weights) is not trained again, one with
+checkpoints but no weights resumes, a stage 1 with its flownet_init.safetensors is done; so
+the same command can be repeated until it reports the table complete (exit status 0; 75 when
+it stopped early: ``--budget-s`` reached, or SIGINT/SIGTERM, which ends the current run with a
+checkpoint). ``--export DIR`` copies the tables and those small state files (about 20 MB per
+stage 1, no weights) to DIR; ``--out`` pointing at such a copy continues from it.
+
+    python benchmarks/ablation.py --device cuda --stage1-steps 3000 --steps 3000 --seeds 0,1
+    python benchmarks/ablation.py --quick --out /tmp/ablation     # CPU smoke run, ~1 minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from flowdeblur.checkpoint import list_checkpoints
+from flowdeblur.config import TrainConfig, load_config, to_dict
+from flowdeblur.data.synthetic import SceneConfig
+from flowdeblur.errors import UserError
+from flowdeblur.flow_eval import HELDOUT_SEED, flow_epe, heldout_synthetic_batches, motorcycle_epe
+from flowdeblur.inference import resolve_device
+from flowdeblur.metrics import psnr, quantize_8bit, ssim
+from flowdeblur.models import FlowDeblurNet, count_parameters
+from flowdeblur.train import TrainingDiverged, export_weights_from_checkpoint, train
+from flowdeblur.weights import load_weights, read_weights
+
+REPO = Path(__file__).resolve().parent.parent
+STAGE1_CONFIG = REPO / "configs" / "flow_pretrain.yaml"
+STAGE2_CONFIG = REPO / "configs" / "joint.yaml"
+EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: run the same command again to continue
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One column of Table IV: a model variant with a training option, and the paper's score."""
+
+    label: str  # the paper's name
+    variant: str  # flowdeblur.models.VARIANTS key
+    flow_loss: bool
+    paper_psnr: float  # Table IV, DVD
+    paper_ssim: float
+
+
+ARMS: dict[str, Arm] = {
+    "full": Arm("Ours", "full", True, 30.58, 0.928),
+    "no_flow_loss": Arm("w/o flow losses", "full", False, 30.35, 0.924),
+    "single_frame": Arm("w/o flow", "single_frame", False, 30.11, 0.922),
+    "no_rnn": Arm("w/o RNNs", "no_rnn", False, 28.84, 0.901),
+    "concat_gates": Arm("Concat RNN weights", "concat_gates", True, 29.71, 0.914),
+    "bidirectional": Arm("Bidirection flows", "bidirectional", True, 30.56, 0.927),
+    "decoder_rnn": Arm("RNNs in decoder", "decoder_rnn", True, 29.72, 0.914),
+}
+#: The ordering the paper's Table IV shows, best first.
+PAPER_ORDER = ("full", "no_flow_loss", "single_frame", "no_rnn")
+QUICK = dict(stage1_steps=3, steps=3, crop=64, batch=1, variants="full,no_rnn", seeds="0,1",
+             heldout_samples=2, device="cpu")
+
+
+class Stop(Exception):
+    """Stop before the protocol is complete (budget reached or a training run interrupted)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds must list distinct integers, got {text!r}")
+    return seeds
+
+
+def _parse_variants(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in names if v not in ARMS]
+    if bad or not names:
+        raise UserError(f"--variants: unknown {bad or text!r}; choose from {', '.join(ARMS)}")
+    return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------------------------------
+# Configs
+
+
+def _common_overrides(args: argparse.Namespace, run_dir: Path, steps: int, seed: int) -> list:
+    return [
+        f"run_dir={run_dir}", f"steps={steps}", f"seed={seed}", f"device={args.device}",
+        f"data.crop_size={args.crop}", f"data.batch_size={args.batch}",
+        "log.progress=false", "log.tensorboard=false", "log.image_every=0",
+        f"log.checkpoint_every={max(1, min(500, steps))}", "log.keep_checkpoints=1",
+        "export_dtype=fp32",
+    ]
+
+
+def stage1_config(args: argparse.Namespace, variant: str) -> TrainConfig:
+    base_warmup = load_config(STAGE1_CONFIG).schedule.warmup_steps
+    overrides = _common_overrides(args, args.out / f"stage1_{variant}", args.stage1_steps,
+                                  args.stage1_seed)
+    # flow_pretrain.yaml warms up over 1000 steps, too long for a short run.
+    overrides += [f"model.variant={variant}",
+                  f"schedule.warmup_steps={min(base_warmup, args.stage1_steps // 10)}"]
+    return load_config(STAGE1_CONFIG, overrides + list(args.stage1_set))
+
+
+def stage2_config(args: argparse.Namespace, name: str, seed: int, init: Path | None) -> TrainConfig:
+    arm = ARMS[name]
+    overrides = _common_overrides(args, args.out / f"{name}_seed{seed}", args.steps, seed)
+    overrides += [
+        f"model.variant={arm.variant}", f"flow_loss={str(arm.flow_loss).lower()}",
+        f"model.init_weights={init if init is not None else 'null'}", "model.init_strict=false",
+        "schedule.kind=poly", "schedule.power=1.0", f"schedule.warmup_steps={args.steps // 20}",
+    ]
+    return load_config(STAGE2_CONFIG, overrides + list(args.set))
+
+
+def _check_same_protocol(config: TrainConfig, run_dir: Path) -> None:
+    """A run folder from an earlier invocation must hold the same run (device/logging aside)."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return
+    def movable(d: dict) -> dict:
+        """Paths inside --out by their place in it, so a moved --out still matches."""
+        d = {**d, "run_dir": Path(d.get("run_dir", "")).name}
+        init = (d.get("model") or {}).get("init_weights")
+        if init:
+            d["model"] = {**d["model"], "init_weights": "/".join(Path(init).parts[-2:])}
+        return d
+
+    saved = movable(yaml.safe_load(saved_path.read_text()) or {})
+    now = movable(to_dict(config))
+    for key in now:
+        if key in ("device", "log"):
+            continue
+        if saved.get(key) != now[key]:
+            raise UserError(
+                f"{run_dir} holds a run with {key}={saved.get(key)!r}, this protocol wants "
+                f"{now[key]!r}: use another --out (or delete that folder)")
+
+
+# ---------------------------------------------------------------------------------------------
+# Training runs (resumable)
+
+
+def run_training(config: TrainConfig, *, deadline: float | None) -> Path | None:
+    """Train ``config`` unless its weights exist; resume from its checkpoints if any.
+
+    Returns the weights path, or None if the run diverged (recorded in ``diverged.json``).
+    Raises Stop when the time budget is spent or the run was interrupted by a signal.
+    """
+    run_dir = Path(config.run_dir)
+    weights = run_dir / "weights.safetensors"
+    if weights.is_file():
+        return weights
+    if (run_dir / "diverged.json").is_file():
+        return None
+    ckpts = list_checkpoints(run_dir)
+    if ckpts and ckpts[-1][0] >= config.steps:  # killed between the last checkpoint and export
+        export_weights_from_checkpoint(ckpts[-1][1], weights)
+        return weights
+    if deadline is not None and time.time() > deadline:
+        raise Stop("time budget reached")
+    timing_path = run_dir / "timing.json"
+    timing = _read_json(timing_path) or {"seconds": 0.0, "steps": 0}
+    start_step = ckpts[-1][0] if ckpts else 0
+    t0 = time.perf_counter()
+    try:
+        summary = train(config, resume=bool(ckpts))
+    except TrainingDiverged as e:
+        _write_atomic(run_dir / "diverged.json", json.dumps({"error": str(e)}))
+        print(f"ablation: {run_dir.name} diverged: {e}", flush=True)
+        return None
+    finally:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    seconds = time.perf_counter() - t0
+    timing = {"seconds": timing["seconds"] + seconds,
+              "steps": timing["steps"] + summary["final_step"] - start_step}
+    _write_atomic(timing_path, json.dumps(timing))
+    if summary["interrupted"]:
+        raise Stop(f"{run_dir.name} interrupted by {summary['interrupted']}")
+    return weights
+
+
+def flownet_init(stage1: TrainConfig, weights: Path, path: Path) -> Path:
+    """Write the tensors stage 1 trained, alone, to ``path`` (a safetensors file).
+
+    Stage 1 freezes what its EPE loss does not reach (gate heads) and never runs the
+    deblurring U-Net, so those keep the Xavier init of stage 1's seed. Carrying only the
+    changed tensors lets each stage-2 seed initialise the rest itself (as ``train`` does:
+    ``torch.manual_seed(seed)`` then the constructor), so seeds differ in more than data order.
+    """
+    from safetensors.torch import save_file
+
+    if path.is_file() and (not weights.is_file()
+                           or path.stat().st_mtime >= weights.stat().st_mtime):
+        return path
+    state, _ = read_weights(weights)
+    torch.manual_seed(stage1.seed)
+    fresh = FlowDeblurNet(stage1.model.variant).state_dict()
+    keep = {k: v.contiguous() for k, v in state.items()
+            if k.startswith("flownet.") and not torch.equal(v, fresh[k].to(v.dtype))}
+    if not keep:
+        raise UserError(f"{weights}: stage 1 changed no flow-network tensor")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(keep, tmp, metadata={"format": "flowdeblur-partial",
+                                       "source": str(weights), "tensors": str(len(keep))})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+HELDOUT_KEYS = ("blur0", "blur1", "blur_prev", "sharp0", "flow", "valid")
+
+
+def heldout_spec(args: argparse.Namespace, stage2: TrainConfig) -> dict:
+    """What defines the held-out set (saved beside every score, so a changed set re-scores)."""
+    return {"samples": args.heldout_samples, "size": args.heldout_size or args.crop,
+            "seed": HELDOUT_SEED, "scenes": stage2.data.synthetic}
+
+
+def heldout_set(spec: dict) -> list[dict[str, torch.Tensor]]:
+    batches = heldout_synthetic_batches(SceneConfig(**spec["scenes"]), samples=spec["samples"],
+                                        size=spec["size"], seed=spec["seed"], three_frames=True)
+    return [{k: b[k] for k in HELDOUT_KEYS} for b in batches]  # drop what nothing reads
+
+
+def _cached(path: Path, weights: Path, spec: dict) -> dict | None:
+    """A score computed on this held-out set from these weights (or from weights that are
+    gone: a score alone marks a run done, so a state without weights can be carried over)."""
+    saved = _read_json(path)
+    if saved is None or saved.get("heldout") != spec:
+        return None
+    if weights.is_file() and path.stat().st_mtime < weights.stat().st_mtime:
+        return None  # the run was trained again since
+    return saved
+
+
+def score_model(model: FlowDeblurNet | None, heldout: list[dict], device: torch.device) -> dict:
+    """PSNR/SSIM (8-bit outputs) on the held-out set; ``model=None`` scores the blurry input.
+    With a flow network, also its flow EPE on the same set."""
+    ps, ss = [], []
+    for b in heldout:
+        blur0, sharp = b["blur0"].to(device), b["sharp0"].to(device)
+        if model is None:
+            out = blur0
+        else:
+            with torch.no_grad():
+                out = model(blur0, b["blur1"].to(device), b["blur_prev"].to(device)).image
+        out = quantize_8bit(out.float())
+        ps.append(psnr(out, sharp).cpu())
+        ss.append(ssim(out, sharp).cpu())
+    result = {"psnr": torch.cat(ps).mean().item(), "ssim": torch.cat(ss).mean().item()}
+    if model is not None and model.flownet is not None:
+        result["flow"] = flow_epe(model, heldout)
+    return result
+
+
+def score_run(weights: Path, heldout: list[dict], spec: dict, device: torch.device) -> dict:
+    path = weights.with_name("score.json")
+    score = _cached(path, weights, spec)
+    if score is None:
+        model = load_weights(weights).to(device).eval()
+        score = {**score_model(model, heldout, device), "heldout": spec}
+        _write_atomic(path, json.dumps(score, indent=1))
+    return score
+
+
+def stage1_flow_report(weights: Path, heldout: list[dict], spec: dict, device: torch.device,
+                       scale: int) -> dict:
+    path = weights.with_name("flow_epe.json")
+    report = _cached(path, weights, {**spec, "motorcycle_scale": scale})
+    if report is None:
+        model = load_weights(weights).to(device).eval()
+        report = {"synthetic": flow_epe(model, heldout),
+                  "motorcycle": motorcycle_epe(model, scale=scale),
+                  "heldout": {**spec, "motorcycle_scale": scale}}
+        _write_atomic(path, json.dumps(report, indent=1))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary and table
+
+
+def _stats(values: list[float]) -> dict:
+    n = len(values)
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
+    return {"n": n, "mean": mean, "std": std, "min": min(values), "max": max(values)}
+
+
+def summarize(runs: dict[str, dict[int, dict | None]]) -> dict[str, dict]:
+    """Per variant: PSNR/SSIM statistics over seeds, and the gap to 'full'.
+
+    A gap "exceeds the seed spread" when the two variants' per-seed PSNR ranges do not
+    overlap (every seed of one beats every seed of the other); it needs two seeds of each.
+    The per-seed differences (same seed = same data stream) are kept too.
+    """
+    summary = {}
+    for name, by_seed in runs.items():
+        ok = {s: r for s, r in by_seed.items() if r is not None}
+        entry: dict = {"seeds": sorted(ok), "diverged": sorted(s for s, r in by_seed.items()
+                                                             if r is None)}
+        if ok:
+            entry["psnr"] = _stats([r["psnr"] for r in ok.values()])
+            entry["ssim"] = _stats([r["ssim"] for r in ok.values()])
+            epes = [r["flow"]["epe"] for r in ok.values() if "flow" in r]
+            if epes:
+                entry["flow_epe"] = _stats(epes)
+        summary[name] = entry
+    full = summary.get("full", {})
+    for name, entry in summary.items():
+        if name == "full" or "psnr" not in entry or "psnr" not in full:
+            continue
+        a, b = entry["psnr"], full["psnr"]
+        entry["gap_vs_full"] = a["mean"] - b["mean"]
+        if a["n"] >= 2 and b["n"] >= 2:
+            entry["beyond_spread"] = a["max"] < b["min"] or a["min"] > b["max"]
+        paired = [runs[name][s]["psnr"] - runs["full"][s]["psnr"] for s in entry["seeds"]
+                  if runs["full"].get(s) is not None]
+        entry["paired_gaps"] = paired
+    return summary
+
+
+def ordering_check(summary: dict[str, dict]) -> str:
+    """One line: does the paper's order full > w/o flow losses > w/o flow > w/o RNNs hold?"""
+    present = [n for n in PAPER_ORDER if "psnr" in summary.get(n, {})]
+    if len(present) < 2:
+        return "paper ordering (full > w/o flow losses > w/o flow > w/o RNNs): not enough variants"
+    parts = []
+    holds = True
+    for hi, lo in zip(present, present[1:]):
+        a, b = summary[hi]["psnr"], summary[lo]["psnr"]
+        ok = a["mean"] > b["mean"]
+        holds &= ok
+        sep = a["n"] >= 2 and b["n"] >= 2 and (a["min"] > b["max"] or a["max"] < b["min"])
+        parts.append(f"{ARMS[hi].label} {'>' if ok else '<='} {ARMS[lo].label} "
+                     f"({a['mean'] - b['mean']:+.2f} dB, "
+                     f"{'beyond' if sep else 'within'} the seed spread)")
+    order = " > ".join(ARMS[n].label for n in present)
+    verdict = "HOLDS" if holds else "does NOT hold"
+    return f"paper ordering {order}: {verdict} on the means; " + "; ".join(parts)
+
+
+def _pm(s: dict, digits: int) -> str:
+    if s["n"] < 2:
+        return f"{s['mean']:.{digits}f}"
+    return (f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} "
+            f"[{s['min']:.{digits}f}, {s['max']:.{digits}f}]")
+
+
+def markdown(meta: dict, summary: dict, blurry: dict | None, stage1: dict,
+             params: dict[str, int], complete: bool, timings: dict[str, dict | None]) -> str:
+    lines = [
+        "## Table IV ablation: short-budget synthetic results",
+        "",
+        f"Not comparable to the paper's DVD numbers (given for reference): stage 1 "
+        f"{meta['stage1_steps']} steps, stage 2 {meta['steps']} steps, batch {meta['batch']} x "
+        f"{meta['crop']}x{meta['crop']} synthetic patches, seeds {meta['seeds']}; scored on "
+        f"{meta['heldout_samples']} held-out synthetic scenes of {meta['heldout_size']}x"
+        f"{meta['heldout_size']} (seed {HELDOUT_SEED}), outputs quantised to 8 bits. "
+        "PSNR/SSIM: mean ± std over seeds [min, max]. A gap is 'beyond the seed spread' when "
+        "the per-seed ranges of the variant and of full do not overlap."
+        + ("" if complete else " INCOMPLETE: some runs are missing."),
+        "",
+        "| variant (paper name) | key | params | seeds | PSNR (dB) | SSIM | ΔPSNR vs full | "
+        "gap beyond seed spread | flow EPE (px) | paper PSNR / SSIM (DVD) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, e in summary.items():
+        arm = ARMS[name]
+        if "psnr" not in e:
+            lines.append(f"| {arm.label} | {name} | {params[name]:,} | diverged "
+                         f"{e['diverged']} | – | – | – | – | – | {arm.paper_psnr:.2f} / "
+                         f"{arm.paper_ssim:.3f} |")
+            continue
+        seeds = ",".join(map(str, e["seeds"])) + (f" (diverged: {e['diverged']})"
+                                                  if e["diverged"] else "")
+        gap = f"{e['gap_vs_full']:+.2f}" if "gap_vs_full" in e else "–"
+        beyond = {True: "yes", False: "no", None: "n/a"}[e.get("beyond_spread")]
+        if name == "full":
+            beyond = "–"
+        epe = _pm(e["flow_epe"], 2) if "flow_epe" in e else "–"
+        lines.append(f"| {arm.label} | {name} | {params[name]:,} | {seeds} | {_pm(e['psnr'], 2)}"
+                     f" | {_pm(e['ssim'], 4)} | {gap} | {beyond} | {epe} | "
+                     f"{arm.paper_psnr:.2f} / {arm.paper_ssim:.3f} |")
+    if blurry is not None:
+        lines.append(f"| blurry input | – | – | – | {blurry['psnr']:.2f} | {blurry['ssim']:.4f} "
+                     "| – | – | – | – |")
+    lines += ["", ordering_check(summary)]
+    if stage1:
+        lines += ["", "### Stage-1 flow accuracy (finest flow, x4 bilinear to full resolution)",
+                  "", "| stage-1 flow net | test set | EPE model (px) | EPE zero flow (px) |",
+                  "|---|---|---|---|"]
+        for variant, rep in stage1.items():
+            s, m = rep["synthetic"], rep["motorcycle"]
+            lines.append(f"| {variant} | synthetic held-out ({s['samples']} scenes) | "
+                         f"{s['epe']:.3f} | {s['zero_epe']:.3f} |")
+            h, w = m["size"]
+            lines.append(f"| {variant} | Middlebury motorcycle, 1/{m['scale']} scale ({h}x{w}) | "
+                         f"{m['epe']:.3f} | {m['zero_epe']:.3f} |")
+    done = {k: t for k, t in timings.items() if t and t["steps"]}
+    if done:
+        lines += ["", f"Training wall time per run on {meta['device']} (start-up included): "
+                  + ", ".join(f"{k} {t['seconds']:.0f} s ({1000 * t['seconds'] / t['steps']:.0f}"
+                              " ms/step)" for k, t in done.items())]
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The protocol
+
+
+def run_protocol(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + args.budget_s if args.budget_s else None
+    device = resolve_device(args.device)
+    variants = _parse_variants(args.variants)
+    seeds = _parse_seeds(args.seeds)
+    # Every config up front: typos in --set and runs of another protocol in --out fail
+    # before any training starts.
+    own_bidir = args.bidirectional_stage1 == "own"
+    s1_needed = set()
+    for v in variants:
+        if ARMS[v].variant == "bidirectional" and own_bidir:
+            s1_needed.add("bidirectional")
+        elif ARMS[v].variant != "no_rnn":
+            s1_needed.add("full")
+    stage1 = {v: stage1_config(args, v) for v in sorted(s1_needed)}
+    inits = {v: Path(c.run_dir) / "flownet_init.safetensors" for v, c in stage1.items()}
+    plan = []  # (variant key, seed, config), seed-major: an early stop leaves whole seeds
+    for seed in seeds:
+        for name in variants:
+            arm = ARMS[name]
+            init = None
+            if arm.variant == "bidirectional" and own_bidir:
+                init = inits["bidirectional"]
+            elif arm.variant != "no_rnn":
+                init = inits["full"]
+            plan.append((name, seed, stage2_config(args, name, seed, init)))
+    for config in [*stage1.values(), *(c for _, _, c in plan)]:
+        _check_same_protocol(config, Path(config.run_dir))
+
+    heldout: list[dict] | None = None
+    stage1_reports: dict[str, dict] = {}
+    runs: dict[str, dict[int, dict | None]] = {v: {} for v in variants}
+    meta = {"stage1_steps": args.stage1_steps, "steps": args.steps, "batch": args.batch,
+            "crop": args.crop, "seeds": seeds, "variants": variants,
+            "heldout_samples": args.heldout_samples,
+            "heldout_size": args.heldout_size or args.crop, "heldout_seed": HELDOUT_SEED,
+            "stage2_config": str(STAGE2_CONFIG.relative_to(REPO)), "set": list(args.set),
+            "stage1_config": str(STAGE1_CONFIG.relative_to(REPO)),
+            "stage1_set": list(args.stage1_set), "stage1_seed": args.stage1_seed,
+            "bidirectional_stage1": args.bidirectional_stage1, "device": str(device)}
+    timings: dict[str, dict] = {}
+    complete = False
+    message = ""
+    try:
+        spec = heldout_spec(args, plan[0][2])
+        heldout = heldout_set(spec)
+        for variant, config in stage1.items():
+            run_dir = Path(config.run_dir)
+            report = _cached(run_dir / "flow_epe.json", run_dir / "weights.safetensors",
+                             {**spec, "motorcycle_scale": args.scale})
+            if report is None or not inits[variant].is_file():
+                weights = run_training(config, deadline=deadline)
+                if weights is None:
+                    raise UserError(f"stage 1 ({variant}) diverged; see {run_dir}")
+                flownet_init(config, weights, inits[variant])
+                report = stage1_flow_report(weights, heldout, spec, device, args.scale)
+            stage1_reports[variant] = report
+            timings[f"stage1_{variant}"] = _read_json(run_dir / "timing.json")
+        for name, seed, config in plan:
+            run_dir = Path(config.run_dir)
+            score = _cached(run_dir / "score.json", run_dir / "weights.safetensors", spec)
+            weights = None
+            if score is None:
+                weights = run_training(config, deadline=deadline)
+            if score is None and weights is None:
+                runs[name][seed] = None
+            else:
+                score = score or score_run(weights, heldout, spec, device)
+                runs[name][seed] = {k: v for k, v in score.items() if k != "heldout"}
+                print(f"ablation: {name} seed {seed}: PSNR {score['psnr']:.2f} dB, SSIM "
+                      f"{score['ssim']:.4f}", flush=True)
+            timings[f"{name}_seed{seed}"] = _read_json(Path(config.run_dir) / "timing.json")
+        complete = True
+    except Stop as e:
+        message = f"ablation: stopped early ({e}); run the same command again to continue"
+    finally:
+        summary = summarize({v: r for v, r in runs.items() if r})
+        params = {v: count_parameters(FlowDeblurNet(ARMS[v].variant)) for v in variants}
+        blurry = score_model(None, heldout, device) if heldout is not None else None
+        table = markdown(meta, summary, blurry, stage1_reports, params, complete, timings)
+        result = {"meta": meta, "complete": complete, "runs": {
+            v: {str(s): r for s, r in by_seed.items()} for v, by_seed in runs.items()},
+            "summary": summary, "blurry_input": blurry, "stage1_flow": stage1_reports,
+            "params": params, "timings": timings, "ordering": ordering_check(summary)}
+        _write_atomic(out / "ablation.json", json.dumps(result, indent=1))
+        _write_atomic(out / "ablation.md", table)
+        if args.export:
+            export_state(out, Path(args.export))
+        print(table, flush=True)
+        if message:
+            print(message, flush=True)
+    return 0 if complete else EXIT_INCOMPLETE
+
+
+#: The files that record a run without its weights: enough to resume the protocol elsewhere.
+STATE_FILES = ("config.yaml", "losses.jsonl", "timing.json", "score.json", "flow_epe.json",
+               "diverged.json", "flownet_init.safetensors")
+
+
+def export_state(out: Path, dest: Path) -> None:
+    """Copy the tables and every run's small state files (no weights, no checkpoints) to
+    ``dest``; ``--out`` pointing at such a copy continues the protocol (runs with a score are
+    done, a stage 1 with its flownet_init is done)."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("ablation.json", "ablation.md"):
+        if (out / name).is_file():
+            shutil.copy2(out / name, dest / name)
+    for run_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        for name in STATE_FILES:
+            if (run_dir / name).is_file():
+                (dest / run_dir.name).mkdir(exist_ok=True)
+                shutil.copy2(run_dir / name, dest / run_dir.name / name)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--stage1-steps", type=int, default=3000)
+    p.add_argument("--steps", type=int, default=3000, help="stage-2 steps of every run")
+    p.add_argument("--seeds", default="0,1", help="comma-separated stage-2 seeds")
+    p.add_argument("--variants", default=",".join(ARMS),
+                   help=f"comma-separated subset of {','.join(ARMS)}")
+    p.add_argument("--crop", type=int, default=256, help="patch side (a multiple of 64)")
+    p.add_argument("--batch", type=int, default=20)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--out", type=Path, default=Path("runs/ablation"))
+    p.add_argument("--heldout-samples", type=int, default=64)
+    p.add_argument("--heldout-size", type=int, default=0, help="0: the --crop size")
+    p.add_argument("--scale", type=int, default=4,
+                   help="downscale factor of the motorcycle stereo pair for the flow EPE")
+    p.add_argument("--stage1-seed", type=int, default=100,
+                   help="seed of stage 1 (apart from the stage-2 seeds: other data)")
+    p.add_argument("--bidirectional-stage1", choices=("own", "full"), default="own",
+                   help="'own': a three-frame stage 1; 'full': start from the two-frame one")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override of every stage-2 config (repeatable), e.g. optim.lr=4e-4")
+    p.add_argument("--stage1-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override of the stage-1 configs (repeatable)")
+    p.add_argument("--budget-s", type=float, default=0,
+                   help="start no new training run after this many seconds (0: no limit)")
+    p.add_argument("--export", default=None, metavar="DIR",
+                   help="also copy the tables and each run's small state files (scores, "
+                   "configs, losses, stage-1 flow init; no weights) here, e.g. $OUT/ablation")
+    p.add_argument("--quick", action="store_true",
+                   help="CPU smoke run: 3 steps, 64x64, batch 1, full and no_rnn, seeds 0,1, "
+                   "2 held-out scenes (options given explicitly still apply)")
+    args = p.parse_args(argv)
+    if args.quick:  # tiny settings, except where an option was given explicitly
+        for key, value in QUICK.items():
+            if getattr(args, key) == p.get_default(key):
+                setattr(args, key, value)
+    for key in ("stage1_steps", "steps", "crop", "batch", "heldout_samples", "scale"):
+        if getattr(args, key) < 1:
+            raise UserError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    if args.crop % 64:
+        raise UserError(f"--crop must be a multiple of 64 (stage 1 needs it), got {args.crop}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run_protocol(parse_args(argv))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
