@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import load_model, one_line_warnings
+from .common import load_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,26 +87,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..inference import deblur_video
 
-    with one_line_warnings():
-        model = load_model(args.weights)
-        result = deblur_video(
-            args.inputs if len(args.inputs) > 1 else args.inputs[0],
-            args.output,
-            model=model,
-            device=args.device,
-            precision=args.precision,
-            batch=args.batch,
-            tile=args.tile,
-            tile_overlap=args.tile_overlap,
-            crf=args.crf,
-            lossless=args.lossless,
-            fps=args.fps,
-            bits=args.bits,
-            side_by_side=args.side_by_side,
-            save_flow=args.save_flow,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
+    model = load_model(args.weights)
+    result = deblur_video(
+        args.inputs if len(args.inputs) > 1 else args.inputs[0],
+        args.output,
+        model=model,
+        device=args.device,
+        precision=args.precision,
+        batch=args.batch,
+        tile=args.tile,
+        tile_overlap=args.tile_overlap,
+        crf=args.crf,
+        lossless=args.lossless,
+        fps=args.fps,
+        bits=args.bits,
+        side_by_side=args.side_by_side,
+        save_flow=args.save_flow,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     what = {"video": "video", "images": "folder", "image": "image"}[result.kind]
     print(
         f"wrote {result.num_frames} frame{'s' * (result.num_frames != 1)} to {what} "

@@ -54,22 +54,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..demo import DESCRIPTIONS, run_demo
-    from .common import load_model, one_line_warnings
+    from .common import load_model
 
     if args.frames < 2:
         raise UserError(f"--frames must be at least 2, got {args.frames}")
-    with one_line_warnings():
-        model = load_model(args.weights)
-        result = run_demo(
-            args.out,
-            model=model,
-            num_frames=args.frames,
-            size=args.size,
-            seed=args.seed,
-            device=args.device,
-            precision=args.precision,
-            progress=not args.no_progress,
-        )
+    model = load_model(args.weights)
+    result = run_demo(
+        args.out,
+        model=model,
+        num_frames=args.frames,
+        size=args.size,
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        progress=not args.no_progress,
+    )
     h, w = args.size
     print(
         f"{args.frames} synthetic frames of {w}x{h}: made in {result.seconds_clip:.1f} s, "

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
+from .spatial_rnn import check_rnn_inputs
+
 try:
     import numba
     from numba import prange
@@ -395,9 +397,5 @@ def spatial_rnn_cpu(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         raise RuntimeError("the 'cpu' spatial_rnn backend needs numba (pip install numba)")
     if x.device.type != "cpu" or w.device.type != "cpu":
         raise ValueError(f"spatial_rnn_cpu needs CPU tensors, got {x.device} and {w.device}")
-    if x.dim() != 4 or tuple(w.shape) != (x.shape[0], 4 * x.shape[1], *x.shape[2:]):
-        raise ValueError(
-            f"spatial_rnn_cpu: expected x (N, C, H, W) and w (N, 4C, H, W), "
-            f"got {tuple(x.shape)} and {tuple(w.shape)}"
-        )
+    check_rnn_inputs(x, w)
     return _SpatialRNNCPU.apply(x, w)

@@ -57,6 +57,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .spatial_rnn import check_rnn_inputs
+
 # --------------------------------------------------------------------------------------------
 # Triton kernels
 # --------------------------------------------------------------------------------------------
@@ -574,20 +576,9 @@ def spatial_rnn_triton(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         Differentiable in ``x`` and ``w`` (first derivatives only) through a registered
         ``torch.library`` op, so ``torch.compile`` traces it without a graph break.
     """
-    if x.dim() != 4 or w.dim() != 4:
-        raise ValueError(
-            f"spatial_rnn expects 4-D x and w, got {tuple(x.shape)} and {tuple(w.shape)}"
-        )
-    n, c, h, wd = x.shape
-    if tuple(w.shape) != (n, 4 * c, h, wd):
-        raise ValueError(
-            f"spatial_rnn: gates must have shape (N, 4C, H, W) = {(n, 4 * c, h, wd)}, "
-            f"got {tuple(w.shape)}"
-        )
+    check_rnn_inputs(x, w)
     if x.dtype not in _SUPPORTED_DTYPES:
         raise ValueError(f"spatial_rnn triton: unsupported dtype {x.dtype}")
-    if x.device != w.device:
-        raise ValueError(f"spatial_rnn: x on {x.device} but w on {w.device}")
     if not is_available(x.device):
         raise RuntimeError(
             f"spatial_rnn triton backend needs a CUDA device (or TRITON_INTERPRET=1), "

@@ -89,6 +89,25 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
     return "torch"
 
 
+def check_rnn_inputs(x: torch.Tensor, w: torch.Tensor) -> None:
+    """Raise ValueError unless x is (N, C, H, W) and w is (N, 4C, H, W) on the same device.
+
+    Every backend's public function calls this, so a wrong call fails the same way on all.
+    """
+    if x.dim() != 4 or w.dim() != 4:
+        raise ValueError(
+            f"spatial_rnn expects 4-D x and w, got {tuple(x.shape)} and {tuple(w.shape)}"
+        )
+    n, c, h, wd = x.shape
+    if tuple(w.shape) != (n, 4 * c, h, wd):
+        raise ValueError(
+            f"spatial_rnn: gates must have shape (N, 4C, H, W) = {(n, 4 * c, h, wd)}, "
+            f"got {tuple(w.shape)}"
+        )
+    if x.device != w.device:
+        raise ValueError(f"spatial_rnn: x on {x.device} but w on {w.device}")
+
+
 def spatial_rnn(x: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
     """Four-direction spatially variant linear RNN (paper Eq. 13).
 
@@ -105,18 +124,7 @@ def spatial_rnn(x: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> t
         (N, 4C, H, W): the four directional outputs concatenated in the order above.
         Differentiable in ``x`` and ``w``.
     """
-    if x.dim() != 4 or w.dim() != 4:
-        raise ValueError(
-            f"spatial_rnn expects 4-D x and w, got {tuple(x.shape)} and {tuple(w.shape)}"
-        )
-    n, c, h, wd = x.shape
-    if tuple(w.shape) != (n, 4 * c, h, wd):
-        raise ValueError(
-            f"spatial_rnn: gates must have shape (N, 4C, H, W) = {(n, 4 * c, h, wd)}, "
-            f"got {tuple(w.shape)}"
-        )
-    if x.device != w.device:
-        raise ValueError(f"spatial_rnn: x on {x.device} but w on {w.device}")
+    check_rnn_inputs(x, w)
     if x.dtype != w.dtype:
         w = w.to(x.dtype)
     name = resolve_backend(backend, x.device)
