@@ -137,3 +137,12 @@ def test_seeded_golden_output():
             torch.tensor(got[key], dtype=torch.float64), torch.tensor(value, dtype=torch.float64),
             rtol=1e-4, atol=1e-5, msg=key,
         )
+
+
+def test_identity_output_init_copies_frame_t():
+    model = FlowDeblurNet(rnn_backend="torch")
+    model.deblurnet.init_output_as_identity(feature_scale=0.0)
+    frame = torch.rand(1, 3, 40, 50)
+    with torch.no_grad():
+        out = model(frame, torch.rand(1, 3, 40, 50)).image
+    torch.testing.assert_close(out, frame)

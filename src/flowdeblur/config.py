@@ -44,6 +44,9 @@ class ModelConfig:
     #: False: copy only the tensors whose name and shape fit (e.g. stage-1 weights of the
     #: 'full' model into the 'single_frame' variant, whose first conv differs).
     init_strict: bool = True
+    #: "xavier" (the paper) or "identity": Xavier, then the last conv starts as a copy of
+    #: the blurry frame (``DeblurNet.init_output_as_identity``); for short training budgets.
+    output_init: str = "xavier"
 
 
 @dataclass
@@ -338,6 +341,7 @@ def validate(config: TrainConfig) -> None:
     _choice("export_dtype", c.export_dtype, EXPORT_DTYPES)
     _choice("model.variant", c.model.variant, sorted(VARIANTS))
     _choice("model.rnn_backend", c.model.rnn_backend, BACKENDS)
+    _choice("model.output_init", c.model.output_init, ["identity", "xavier"])
     _choice("data.source", c.data.source, SOURCES)
     _choice("schedule.kind", c.schedule.kind, SCHEDULES)
     _positive("steps", c.steps)

@@ -560,6 +560,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             note = f"resumed from {path} at step {step}"
         elif config.model.init_weights:
             note = _load_init_weights(model, config.model.init_weights, config.model.init_strict)
+        elif config.model.output_init == "identity":
+            model.deblurnet.init_output_as_identity()
+            note += ", the output conv starting as a copy of frame t"
         model.to(device).train()
         # Stage 1 runs the flow network alone; the deblurring U-Net would get no gradient.
         net = model.flownet if config.stage == "flow" else model

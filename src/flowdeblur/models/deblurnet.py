@@ -83,3 +83,20 @@ class DeblurNet(nn.Module):
             y = self.d_rnn1(y, g1)
         y = self.d_deconv1_1(self.d_deconv1(torch.cat([y, e1], dim=1)))  # (N, 12, H, W)
         return self.d_conv0(torch.cat([y, image], dim=1))  # (N, 3, H, W)
+
+    @torch.no_grad()
+    def init_output_as_identity(self, feature_scale: float = 0.1) -> None:
+        """Start d_conv0 as "output = blurry frame t": its taps on the image channels become
+        the identity (centre tap 1, others 0) and its taps on the decoder features are scaled
+        by ``feature_scale``. Not the paper's Xavier init: a short-budget option that lets
+        training start from the input's quality instead of from noise (the architecture has
+        no global residual, so otherwise it must first learn to copy the frame).
+        """
+        weight = self.d_conv0.weight  # (3, 12 + 3, 5, 5)
+        weight[:, :12] *= feature_scale
+        weight[:, 12:] = 0
+        centre = weight.shape[-1] // 2
+        for c in range(3):
+            weight[c, 12 + c, centre, centre] = 1.0
+        self.d_conv0.bias.zero_()
+
