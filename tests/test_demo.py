@@ -26,6 +26,7 @@ def weights(tmp_path_factory) -> Path:
 
 def test_run_demo_scores_and_writes_its_pictures(tmp_path, weights):
     from flowdeblur.data.synthetic import make_clip
+    from flowdeblur.demo import demo_scene
     from flowdeblur.metrics import psnr
     from flowdeblur.weights import load_weights
 
@@ -34,7 +35,7 @@ def test_run_demo_scores_and_writes_its_pictures(tmp_path, weights):
         device="cpu", progress=False,
     )
     # The "before" score is the clip's own blurry-vs-sharp PSNR: recompute it independently.
-    clip = make_clip(3, (64, 96), seed=1, device="cpu")
+    clip = make_clip(3, (64, 96), seed=1, config=demo_scene((64, 96)), device="cpu")
     expected = psnr(clip["blur"].clamp(0, 1), clip["sharp"].clamp(0, 1)).mean().item()
     assert result.psnr_blurry == pytest.approx(expected, abs=1e-3)
     for value in (result.psnr_deblurred, result.ssim_blurry, result.ssim_deblurred):

@@ -177,7 +177,16 @@ def test_sigterm_saves_and_exits(tmp_path):
     assert not (run / "weights.safetensors").exists()  # only a finished run exports weights
 
 
-def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch):
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler during the test, whatever the runner inherited (a job
+    started in the background by a shell inherits SIG_IGN)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch, default_sigint):
     config = tiny(tmp_path, "steps=6", "log.checkpoint_every=100")
     fast_next = T.TrainingBatches.next
     calls = []
@@ -197,7 +206,7 @@ def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch):
     assert T.train(config, resume=True)["final_step"] == 6
 
 
-def test_second_sigint_stops_at_once(tmp_path, monkeypatch):
+def test_second_sigint_stops_at_once(tmp_path, monkeypatch, default_sigint):
     config = tiny(tmp_path, "steps=6", "log.checkpoint_every=100")
     fast_next = T.TrainingBatches.next
     calls = []
