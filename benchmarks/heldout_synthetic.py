@@ -20,11 +20,10 @@ import torch
 from flowdeblur.baselines import tune_unsharp_mask, unsharp_mask
 from flowdeblur.config import load_config
 from flowdeblur.data.synthetic import SceneConfig, SyntheticScenes
+from flowdeblur.flow_eval import HELDOUT_SEED, heldout_synthetic_batches
 from flowdeblur.inference import deblur_image_pair
 from flowdeblur.metrics import psnr, quantize_8bit, ssim
 from flowdeblur.weights import PRETRAINED, load_weights
-
-HELDOUT_SEED = 1_000_003
 
 
 def scene_config(config_path: str | None, size: int) -> SceneConfig:
@@ -35,10 +34,10 @@ def scene_config(config_path: str | None, size: int) -> SceneConfig:
 
 def heldout_batches(scenes_config: SceneConfig, samples: int, batch: int = 8,
                     seed: int = HELDOUT_SEED):
-    """Fixed held-out (blur0, blur1, sharp0) batches."""
-    scenes = SyntheticScenes(scenes_config, seed=seed)
-    for start in range(0, samples, batch):
-        s = scenes.sample(min(batch, samples - start))
+    """Fixed held-out (blur0, blur1, sharp0) batches (``flow_eval.heldout_synthetic_batches``)."""
+    size = scenes_config.size[0]
+    for s in heldout_synthetic_batches(scenes_config, samples=samples, size=size, seed=seed,
+                                       batch=batch, three_frames=False):
         yield s["blur0"], s["blur1"], s["sharp0"]
 
 
