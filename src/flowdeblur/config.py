@@ -66,6 +66,11 @@ class DataConfig:
     synthetic: dict[str, Any] = field(default_factory=dict)
     #: Also augment synthetic scenes (they are already random; real data is always augmented).
     augment_synthetic: bool = False
+    #: Render this many synthetic samples once (at ``scene_size``) and draw every batch from
+    #: them under random crops, flips, transpositions and colour orders
+    #: (:class:`flowdeblur.data.pool.ScenePool`); 0: render every batch afresh. For CPU runs,
+    #: where rendering a sample costs about as much as training on it.
+    synthetic_pool: int = 0
     #: Real dataset: root folder and layout, read by ``flowdeblur.data.readers.PairedFrames``.
     real_root: str | None = None
     real_layout: str = "dvd"
@@ -349,6 +354,7 @@ def validate(config: TrainConfig) -> None:
     _positive("data.crop_size", c.data.crop_size)
     _positive("data.scene_size", c.data.scene_size, allow_zero=True)
     _positive("data.num_workers", c.data.num_workers, allow_zero=True)
+    _positive("data.synthetic_pool", c.data.synthetic_pool, allow_zero=True)
     _positive("optim.lr", c.optim.lr)
     _positive("optim.weight_decay", c.optim.weight_decay, allow_zero=True)
     if c.optim.grad_clip is not None:

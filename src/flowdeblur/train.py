@@ -241,10 +241,39 @@ class TrainingBatches:
             # Augmentation of synthetic batches draws from its own generator (saved state).
             self.generator = torch.Generator(device=device)
             self.generator.manual_seed(_rank_seed(config.seed, rank, 1))
+        self.pool = None
+        if self.n_synthetic and d.synthetic_pool:
+            self.pool = self._render_pool(config, rank)
         self.real = None
         self._real_iter: Iterator | None = None
         if self.n_real:
             self.real = self._open_real(config, rank)
+
+    def _render_pool(self, config: TrainConfig, rank: int) -> Any:
+        """Render ``data.synthetic_pool`` samples of this process's own stream, once (again on
+        resume: the pool depends on the seed alone). The pool's draws come from the
+        CPU generator ``pool_generator`` (saved state)."""
+        from .data.pool import ScenePool
+
+        size = config.data.synthetic_pool
+        keys = ("blur0", "blur1", "sharp0", "blur_prev")
+        if config.stage == "flow":
+            keys += ("flow", "valid", "flow_prev", "valid_prev")
+        start = time.perf_counter()
+        next_report = [size // 10]
+
+        def report(done: int) -> None:  # every tenth of the pool (rank 0 only)
+            if rank == 0 and (done >= next_report[0] or done == size):
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                print(f"flowdeblur train: pool {done}/{size} samples rendered "
+                      f"({rate:.1f} samples/s)", flush=True)
+                next_report[0] = done + max(size // 10, 1)
+
+        pool = ScenePool(self.scenes, size, config.data.crop_size,
+                         chunk=max(self.n_synthetic, 8), keys=keys, progress=report)
+        self.pool_generator = torch.Generator()
+        self.pool_generator.manual_seed(_rank_seed(config.seed, rank, 5))
+        return pool
 
     def _open_real(self, config: TrainConfig, rank: int) -> _RealPatches:
         from .data.readers import PairedFrames
@@ -275,7 +304,10 @@ class TrainingBatches:
     def next(self) -> dict[str, torch.Tensor]:
         parts = []
         if self.scenes is not None:
-            batch = self.scenes.sample(self.n_synthetic)
+            if self.pool is not None:
+                batch = self.pool.sample(self.n_synthetic, self.pool_generator)
+            else:
+                batch = self.scenes.sample(self.n_synthetic)
             if self.augment_synthetic:
                 from .data.augment import augment
 
@@ -300,6 +332,8 @@ class TrainingBatches:
         if self.scenes is not None:
             state["scenes"] = self.scenes.state_dict()
             state["augment_generator"] = self.generator.get_state()
+        if self.pool is not None:
+            state["pool_generator"] = self.pool_generator.get_state()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -309,6 +343,10 @@ class TrainingBatches:
                 raise UserError("the checkpoint holds no synthetic data stream state")
             self.scenes.load_state_dict(state["scenes"])
             self.generator.set_state(state["augment_generator"])
+        if self.pool is not None:
+            if "pool_generator" not in state:
+                raise UserError("the checkpoint was written by a run without data.synthetic_pool")
+            self.pool_generator.set_state(state["pool_generator"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,14 +606,19 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         net = model.flownet if config.stage == "flow" else model
         frozen = _freeze_unreached(net, config, device)
         params = [p for p in net.parameters() if p.requires_grad]
+        # The fused kernel: one pass over each tensor instead of a chain of elementwise ops
+        # (about 5x faster on a CPU, where the unfused step costs ~5% of a training step).
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
         optimizer = torch.optim.Adam(params, lr=config.optim.lr, betas=config.optim.betas,
-                                     weight_decay=config.optim.weight_decay)
+                                     weight_decay=config.optim.weight_decay, fused=fused)
         if ckpt is not None:
             try:
                 optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError, RuntimeError) as e:
                 raise UserError(f"the optimiser state in {path} does not fit this run "
                                 f"({str(e).splitlines()[0]})") from None
+            for group in optimizer.param_groups:  # the checkpoint's flag came back with it
+                group["fused"] = fused
         trained = net
         if ddp.enabled:
             trained = nn.parallel.DistributedDataParallel(
