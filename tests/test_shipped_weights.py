@@ -31,6 +31,7 @@ def test_shipped_weights_beat_the_blurry_input_on_held_out_scenes():
     with torch.no_grad():
         out = quantize_8bit(model(batch["blur0"], batch["blur1"]).image)
     gain = (psnr(out, batch["sharp0"]) - psnr(batch["blur0"], batch["sharp0"])).mean().item()
-    # Measured 0.74 dB on 64 held-out 256x256 scenes (docs/BENCHMARKS.md); this small set
-    # only guards against shipping weights that make frames worse.
-    assert gain > 0.2, gain
+    # Measured +1.54 dB on 64 held-out 256x256 scenes (docs/BENCHMARKS.md) and +1.03 dB on
+    # these 8 (one of which gets 2.9 dB worse); this guards against shipping weights that
+    # make frames worse or barely better.
+    assert gain > 0.6, gain
