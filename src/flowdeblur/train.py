@@ -607,7 +607,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         frozen = _freeze_unreached(net, config, device)
         params = [p for p in net.parameters() if p.requires_grad]
         # The fused kernel: one pass over each tensor instead of a chain of elementwise ops
-        # (about 5x faster on a CPU, where the unfused step costs ~5% of a training step).
+        # (measured on CPU-2: 4-7 ms instead of 27-100 ms, against a 0.5-0.67 s step;
+        # docs/BENCHMARKS.md).
         fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
         optimizer = torch.optim.Adam(params, lr=config.optim.lr, betas=config.optim.betas,
                                      weight_decay=config.optim.weight_decay, fused=fused)
