@@ -1,12 +1,13 @@
 """The paper's Table IV ablation (and the stage-1 flow accuracy), in one command.
 
-Protocol (every run goes through ``flowdeblur.train.train``):
+Protocol (every run goes through ``flowdeblur.training.loop.train``):
 
 1. Stage 1, once per flow-network input arity that the chosen variants need:
    configs/flow_pretrain.yaml (multi-scale EPE on synthetic ground-truth flow) with
    ``model.variant=full`` (two frames) and, for 'bidirectional', ``model.variant=bidirectional``
    (three frames; or ``--bidirectional-stage1 full`` to start it from the two-frame flow net,
-   the tensors that fit). Its flow accuracy (EPE, see src/flowdeblur/flow_eval.py) is scored
+   the tensors that fit). Its flow accuracy (EPE, see
+   src/flowdeblur/evaluation/flow_epe.py) is scored
    on the held-out synthetic set and on the Middlebury motorcycle stereo pair.
 2. Stage 2: configs/joint.yaml (Eq. 14, Adam lr 1e-3) for every variant x seed, all with the
    same number of steps, batch and patch size. The seed sets the synthetic data stream and
@@ -18,8 +19,9 @@ Protocol (every run goes through ``flowdeblur.train.train``):
    the steps and decays linearly to 0 (``schedule.kind=poly, power=1``), so that the final
    weights are not taken at a high-lr noise floor; ``--set`` overrides anything.
 3. Scoring: each run's final weights on one fixed held-out synthetic set (seed
-   flowdeblur.flow_eval.HELDOUT_SEED, the stage-2 config's scene settings, three frames so one
-   set serves every variant), outputs quantised to 8 bits, PSNR/SSIM of flowdeblur.metrics;
+   flowdeblur.evaluation.flow_epe.HELDOUT_SEED, the stage-2 config's scene settings, three
+   frames so one set serves every variant), outputs quantised to 8 bits, PSNR/SSIM of
+   flowdeblur.evaluation.metrics;
    plus the flow EPE of the run's flow network on the same set.
 
 Variants (Table IV names): full ("Ours"), no_flow_loss ("w/o flow losses": flow_loss=false),
@@ -56,15 +58,20 @@ from pathlib import Path
 import torch
 import yaml
 
-from flowdeblur.checkpoint import list_checkpoints
-from flowdeblur.config import TrainConfig, load_config, to_dict
 from flowdeblur.data.synthetic import SceneConfig
 from flowdeblur.errors import UserError
-from flowdeblur.flow_eval import HELDOUT_SEED, flow_epe, heldout_synthetic_batches, motorcycle_epe
-from flowdeblur.inference import resolve_device
-from flowdeblur.metrics import psnr, quantize_8bit, ssim
+from flowdeblur.evaluation.flow_epe import (
+    HELDOUT_SEED,
+    flow_epe,
+    heldout_synthetic_batches,
+    motorcycle_epe,
+)
+from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim
+from flowdeblur.inference.deblur import resolve_device
 from flowdeblur.models import FlowDeblurNet, count_parameters
-from flowdeblur.train import TrainingDiverged, export_weights_from_checkpoint, train
+from flowdeblur.training.checkpoint import list_checkpoints
+from flowdeblur.training.config import TrainConfig, load_config, to_dict
+from flowdeblur.training.loop import TrainingDiverged, export_weights_from_checkpoint, train
 from flowdeblur.weights import load_weights, read_weights
 
 REPO = Path(__file__).resolve().parent.parent
@@ -280,7 +287,7 @@ def flownet_init(stage1: TrainConfig, weights: Path, path: Path) -> Path:
 # Scoring
 
 
-HELDOUT_KEYS = ("blur0", "blur1", "blur_prev", "sharp0", "flow", "valid")
+HELDOUT_KEYS = ("frame_t", "frame_next", "frame_prev", "sharp_t", "flow", "valid")
 
 
 def heldout_spec(args: argparse.Namespace, stage2: TrainConfig) -> dict:
@@ -311,12 +318,12 @@ def score_model(model: FlowDeblurNet | None, heldout: list[dict], device: torch.
     With a flow network, also its flow EPE on the same set."""
     ps, ss = [], []
     for b in heldout:
-        blur0, sharp = b["blur0"].to(device), b["sharp0"].to(device)
+        frame_t, sharp = b["frame_t"].to(device), b["sharp_t"].to(device)
         if model is None:
-            out = blur0
+            out = frame_t
         else:
             with torch.no_grad():
-                out = model(blur0, b["blur1"].to(device), b["blur_prev"].to(device)).image
+                out = model(frame_t, b["frame_next"].to(device), b["frame_prev"].to(device)).image
         out = quantize_8bit(out.float())
         ps.append(psnr(out, sharp).cpu())
         ss.append(ssim(out, sharp).cpu())

@@ -1,7 +1,7 @@
 """Thin wrapper: ``python benchmarks/bench_model.py [options]`` == ``flowdeblur bench [options]``.
 
 Every figure of docs/BENCHMARKS.md about the network's speed comes from this command; see
-``flowdeblur bench --help`` for the options and src/flowdeblur/bench.py for what is timed.
+``flowdeblur bench --help`` for the options and src/flowdeblur/apps/bench.py for what is timed.
 """
 
 from __future__ import annotations

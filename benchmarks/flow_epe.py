@@ -2,7 +2,7 @@
 
 Scores the finest flow of the weights' flow network (e.g. the stage-1 weights of
 configs/flow_pretrain.yaml) on held-out synthetic scenes and on the real Middlebury
-motorcycle stereo pair that ships with scikit-image (see src/flowdeblur/flow_eval.py for
+motorcycle stereo pair that ships with scikit-image (see src/flowdeblur/evaluation/flow_epe.py for
 both protocols), and prints a markdown table:
 
     python benchmarks/flow_epe.py --weights runs/flow_pretrain/weights.safetensors \
@@ -21,16 +21,16 @@ from pathlib import Path
 
 import torch
 
-from flowdeblur.config import load_config
 from flowdeblur.data.synthetic import SceneConfig
 from flowdeblur.errors import UserError
-from flowdeblur.flow_eval import (
+from flowdeblur.evaluation.flow_epe import (
     HELDOUT_SEED,
     format_flow_table,
     motorcycle_epe,
     synthetic_epe,
 )
-from flowdeblur.inference import resolve_device
+from flowdeblur.inference.deblur import resolve_device
+from flowdeblur.training.config import load_config
 from flowdeblur.weights import load_weights
 
 

@@ -17,12 +17,12 @@ import time
 
 import torch
 
-from flowdeblur.baselines import tune_unsharp_mask, unsharp_mask
-from flowdeblur.config import load_config
 from flowdeblur.data.synthetic import SceneConfig, SyntheticScenes
-from flowdeblur.flow_eval import HELDOUT_SEED, heldout_synthetic_batches
-from flowdeblur.inference import deblur_image_pair
-from flowdeblur.metrics import psnr, quantize_8bit, ssim
+from flowdeblur.evaluation.baselines import tune_unsharp_mask, unsharp_mask
+from flowdeblur.evaluation.flow_epe import HELDOUT_SEED, heldout_synthetic_batches
+from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim
+from flowdeblur.inference.deblur import deblur_image_pair
+from flowdeblur.training.config import load_config
 from flowdeblur.weights import PRETRAINED, load_weights
 
 
@@ -34,11 +34,12 @@ def scene_config(config_path: str | None, size: int) -> SceneConfig:
 
 def heldout_batches(scenes_config: SceneConfig, samples: int, batch: int = 8,
                     seed: int = HELDOUT_SEED):
-    """Fixed held-out (blur0, blur1, sharp0) batches (``flow_eval.heldout_synthetic_batches``)."""
+    """Fixed held-out (frame_t, frame_next, sharp_t) batches
+    (``flow_epe.heldout_synthetic_batches``)."""
     size = scenes_config.size[0]
     for s in heldout_synthetic_batches(scenes_config, samples=samples, size=size, seed=seed,
                                        batch=batch, three_frames=False):
-        yield s["blur0"], s["blur1"], s["sharp0"]
+        yield s["frame_t"], s["frame_next"], s["sharp_t"]
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     tune = []
     for _ in range(args.tune_samples // 8):
         s = train_scenes.sample(8)
-        tune.append((s["blur0"], s["sharp0"]))
+        tune.append((s["frame_t"], s["sharp_t"]))
     sigma, amount, tune_psnr = tune_unsharp_mask(tune)
 
     data = list(heldout_batches(scene_config(args.config, args.size), args.samples))

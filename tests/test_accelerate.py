@@ -1,17 +1,17 @@
-"""flowdeblur.accelerate: the stand-in RNN swap and the fast inference callable."""
+"""flowdeblur.runtime.fastpath: the stand-in RNN swap and the fast inference callable."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from flowdeblur.accelerate import (
+from flowdeblur.errors import UserError
+from flowdeblur.models import FlowDeblurNet, SpatialRNN
+from flowdeblur.runtime.fastpath import (
     StandInRNN,
     prepare_for_inference,
     use_standin_rnn,
 )
-from flowdeblur.errors import UserError
-from flowdeblur.models import FlowDeblurNet, SpatialRNN
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 

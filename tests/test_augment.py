@@ -26,9 +26,9 @@ def gen(seed: int = 0) -> torch.Generator:
 def random_sample(n: int = 3, h: int = 20, w: int = 24) -> dict[str, torch.Tensor]:
     g = gen(123)
     return {
-        "blur0": torch.rand(n, 3, h, w, generator=g),
-        "blur1": torch.rand(n, 3, h, w, generator=g),
-        "sharp0": torch.rand(n, 3, h, w, generator=g),
+        "frame_t": torch.rand(n, 3, h, w, generator=g),
+        "frame_next": torch.rand(n, 3, h, w, generator=g),
+        "sharp_t": torch.rand(n, 3, h, w, generator=g),
         "flow": torch.randn(n, 2, h, w, generator=g),
         "valid": (torch.rand(n, 1, h, w, generator=g) > 0.2).float(),
     }
@@ -41,7 +41,7 @@ NO_CHANGE = dict(scale_range=(1.0, 1.0), max_rotation_deg=0.0, flips=False,
 def test_full_size_crop_without_transform_is_identity():
     s = random_sample()
     out = augment(s, crop_size=(20, 24), generator=gen(), **NO_CHANGE)
-    for k in ("blur0", "blur1", "sharp0", "flow"):
+    for k in ("frame_t", "frame_next", "sharp_t", "flow"):
         torch.testing.assert_close(out[k], s[k], atol=1e-5, rtol=0)
     # Valid stays valid only where the flow target is still inside the frame.
     xs = torch.arange(24) + s["flow"][:, 0]
@@ -59,14 +59,14 @@ def test_flips_mirror_images_and_flow_together():
         for fx in (False, True):
             for fy in (False, True):
                 dims = [d for d, f in ((-1, fx), (-2, fy)) if f]
-                img = s["sharp0"][i].flip(dims) if dims else s["sharp0"][i]
-                if torch.allclose(img, out["sharp0"][i], atol=1e-5):
+                img = s["sharp_t"][i].flip(dims) if dims else s["sharp_t"][i]
+                if torch.allclose(img, out["sharp_t"][i], atol=1e-5):
                     seen.add((fx, fy))
                     flow = s["flow"][i].flip(dims) if dims else s["flow"][i]
                     sign = torch.tensor([-1.0 if fx else 1.0, -1.0 if fy else 1.0]).view(2, 1, 1)
                     torch.testing.assert_close(out["flow"][i], flow * sign, atol=1e-5, rtol=0)
-                    blur = s["blur1"][i].flip(dims) if dims else s["blur1"][i]
-                    torch.testing.assert_close(out["blur1"][i], blur, atol=1e-5, rtol=0)
+                    blur = s["frame_next"][i].flip(dims) if dims else s["frame_next"][i]
+                    torch.testing.assert_close(out["frame_next"][i], blur, atol=1e-5, rtol=0)
                     break
             else:
                 continue
@@ -82,10 +82,10 @@ def test_colour_permutation_is_shared_by_the_frames_of_a_sample():
                   **{**NO_CHANGE, "permute_colors": True})
     perms = set()
     for i in range(6):
-        perm = [int(torch.argmin((s["sharp0"][i] - out["sharp0"][i, c]).abs().flatten(1)
+        perm = [int(torch.argmin((s["sharp_t"][i] - out["sharp_t"][i, c]).abs().flatten(1)
                                  .amax(1))) for c in range(3)]
         assert sorted(perm) == [0, 1, 2]
-        for k in ("blur0", "blur1", "sharp0"):
+        for k in ("frame_t", "frame_next", "sharp_t"):
             torch.testing.assert_close(out[k][i], s[k][i][perm], atol=1e-5, rtol=0)
         perms.add(tuple(perm))
     assert len(perms) > 1
@@ -95,7 +95,7 @@ def test_colour_permutation_is_shared_by_the_frames_of_a_sample():
 def test_constant_flow_rotates_and_scales_with_the_image():
     n, h, w = 6, 40, 40
     v = torch.tensor([3.0, -2.0])
-    s = {"sharp0": torch.rand(n, 3, h, w, generator=gen(5)),
+    s = {"sharp_t": torch.rand(n, 3, h, w, generator=gen(5)),
          "flow": v.view(1, 2, 1, 1).expand(n, 2, h, w).clone()}
     out = augment(s, crop_size=(24, 24), generator=gen(3), scale_range=(0.8, 1.25),
                   max_rotation_deg=40.0)
@@ -121,32 +121,33 @@ def test_warp_consistency_survives_augmentation():
                       three_frames=True)
     b = SyntheticScenes(cfg, seed=21).sample(3)
     out = augment(b, crop_size=(56, 48), generator=gen(4), max_rotation_deg=30.0)
-    assert out["sharp0"].shape == (3, 3, 56, 48) and out["flow_prev"].shape == (3, 2, 56, 48)
-    for other, fk, vk in (("sharp1", "flow", "valid"), ("sharp_prev", "flow_prev", "valid_prev")):
+    assert out["sharp_t"].shape == (3, 3, 56, 48) and out["flow_prev"].shape == (3, 2, 56, 48)
+    pairs = (("sharp_next", "flow", "valid"), ("sharp_prev", "flow_prev", "valid_prev"))
+    for other, fk, vk in pairs:
         warped = warp(out[other], out[fk])
         for i in range(3):
             valid = out[vk][i : i + 1]
             assert float(valid.mean()) > 0.3
-            assert masked_psnr(warped[i : i + 1], out["sharp0"][i : i + 1], valid) >= 40
+            assert masked_psnr(warped[i : i + 1], out["sharp_t"][i : i + 1], valid) >= 40
 
 
 def test_samples_without_flow_unbatched_and_deterministic():
-    s = {k: v[0] for k, v in random_sample().items() if k in ("blur0", "blur1", "sharp0")}
+    s = {k: v[0] for k, v in random_sample().items() if k in ("frame_t", "frame_next", "sharp_t")}
     s["name"] = "clip_7"
     a = augment(s, crop_size=(16, 12), generator=gen(9))
     b = augment(s, crop_size=(16, 12), generator=gen(9))
-    assert set(a) == {"blur0", "blur1", "sharp0", "name"} and a["name"] == "clip_7"
-    for k in ("blur0", "blur1", "sharp0"):
+    assert set(a) == {"frame_t", "frame_next", "sharp_t", "name"} and a["name"] == "clip_7"
+    for k in ("frame_t", "frame_next", "sharp_t"):
         assert a[k].shape == (3, 16, 12)
         assert torch.equal(a[k], b[k])
     c = augment(s, crop_size=(16, 12), generator=gen(10))
-    assert not torch.equal(a["sharp0"], c["sharp0"])
+    assert not torch.equal(a["sharp_t"], c["sharp_t"])
 
 
 def test_crop_larger_than_input_zooms_in():
     s = random_sample(n=2, h=10, w=12)
     out = augment(s, crop_size=(30, 30), generator=gen(0), max_rotation_deg=5.0)
-    assert out["blur0"].shape == (2, 3, 30, 30)
+    assert out["frame_t"].shape == (2, 3, 30, 30)
     assert float(out["flow"].abs().max()) > float(s["flow"].abs().max())  # vectors scale up
 
 
@@ -157,5 +158,5 @@ def test_bad_arguments():
     with pytest.raises(UserError):
         augment(s, crop_size=(8, 8), generator=gen(), scale_range=(1.2, 0.8))
     with pytest.raises(ValueError):
-        augment({"blur0": torch.rand(3, 8, 8), "flow": torch.rand(1, 2, 8, 8)},
+        augment({"frame_t": torch.rand(3, 8, 8), "flow": torch.rand(1, 2, 8, 8)},
                 crop_size=(4, 4), generator=gen())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from flowdeblur.baselines import gaussian_blur, tune_unsharp_mask, unsharp_mask
+from flowdeblur.evaluation.baselines import gaussian_blur, tune_unsharp_mask, unsharp_mask
 
 
 def test_gaussian_blur_keeps_constants_and_matches_a_direct_sum():

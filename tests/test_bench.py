@@ -1,4 +1,4 @@
-"""flowdeblur.bench and the `flowdeblur bench` command."""
+"""flowdeblur.apps.bench and the `flowdeblur bench` command."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from flowdeblur import bench
-from flowdeblur.bench import (
+from flowdeblur.apps import bench
+from flowdeblur.apps.bench import (
     BenchReport,
     InferenceResult,
     RnnLayerResult,

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from flowdeblur.cli import main
-from flowdeblur.inference import deblur_frames, deblur_video
-from flowdeblur.io import VideoReader, VideoWriter, read_image, write_image
+from flowdeblur.inference.deblur import deblur_frames, deblur_video
+from flowdeblur.media.video import VideoReader, VideoWriter, read_image, write_image
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.weights import load_weights, save_weights
 
@@ -348,7 +348,7 @@ def test_bad_input_is_one_line_nonzero_exit_and_writes_nothing(case, tmp_path, w
 
 
 def test_failure_midway_leaves_nothing(tmp_path, frames_dir, weights, monkeypatch):
-    import flowdeblur.io as fio
+    import flowdeblur.media.video as fio
 
     calls = 0
     real = fio.write_image
@@ -369,7 +369,7 @@ def test_failure_midway_leaves_nothing(tmp_path, frames_dir, weights, monkeypatc
 
 
 def test_failure_midway_in_a_video_leaves_nothing(tmp_path, weights, monkeypatch):
-    import flowdeblur.inference as inference
+    import flowdeblur.inference.deblur as inference
 
     src = make_video(tmp_path / "in.mp4", smooth_frames(4))
     real = inference.deblur_frames

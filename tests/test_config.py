@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from flowdeblur.cli import main
-from flowdeblur.config import TrainConfig, load_config, to_dict, to_yaml, valid_keys
 from flowdeblur.errors import UserError
+from flowdeblur.training.config import TrainConfig, load_config, to_dict, to_yaml, valid_keys
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

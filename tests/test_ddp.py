@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from flowdeblur.checkpoint import latest_checkpoint, load_checkpoint
+from flowdeblur.training.checkpoint import latest_checkpoint, load_checkpoint
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="needs torch.distributed with gloo")
@@ -28,8 +28,8 @@ def _worker(rank: int, world: int, port: int, run_dir: str, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    from flowdeblur.config import load_config
-    from flowdeblur.train import train
+    from flowdeblur.training.config import load_config
+    from flowdeblur.training.loop import train
 
     result = train(load_config(None, OVERRIDES + [f"run_dir={run_dir}"]))
     assert not dist.is_initialized()  # train() ends the process group it started
@@ -72,9 +72,9 @@ def test_two_processes_hold_identical_weights(tmp_path):
     assert state["step"] == 2 and state["world_size"] == 2 and len(state["rng"]) == 2
     assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
     # Resuming it with one process is refused with a clear message.
-    from flowdeblur.config import load_config
     from flowdeblur.errors import UserError
-    from flowdeblur.train import train
+    from flowdeblur.training.config import load_config
+    from flowdeblur.training.loop import train
 
     with pytest.raises(UserError, match="written by 2 processes, this run has 1"):
         train(load_config(None, OVERRIDES + [f"run_dir={run_dir}", "steps=3"]), resume=True)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from flowdeblur.apps.demo import run_demo
 from flowdeblur.cli import main
-from flowdeblur.demo import run_demo
-from flowdeblur.io import VideoReader, read_image
+from flowdeblur.media.video import VideoReader, read_image
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.weights import PRETRAINED, save_weights
 
@@ -25,9 +25,9 @@ def weights(tmp_path_factory) -> Path:
 
 
 def test_run_demo_scores_and_writes_its_pictures(tmp_path, weights):
+    from flowdeblur.apps.demo import demo_scene
     from flowdeblur.data.synthetic import make_clip
-    from flowdeblur.demo import demo_scene
-    from flowdeblur.metrics import psnr
+    from flowdeblur.evaluation.metrics import psnr
     from flowdeblur.weights import load_weights
 
     result = run_demo(

@@ -13,14 +13,14 @@ from torch import nn
 
 from flowdeblur.cli import main
 from flowdeblur.errors import UserError
-from flowdeblur.evaluate import (
+from flowdeblur.evaluation.metrics import psnr, ssim, temporal_error
+from flowdeblur.evaluation.protocols import (
     SU30_FRAMES,
     evaluate_folders,
     evaluate_model,
     protocol_frames,
 )
-from flowdeblur.io import read_image, write_image
-from flowdeblur.metrics import psnr, ssim, temporal_error
+from flowdeblur.media.video import read_image, write_image
 from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput
 from flowdeblur.weights import save_weights
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from flowdeblur.errors import UserError
-from flowdeblur.flow_eval import (
+from flowdeblur.evaluation.flow_epe import (
     flow_epe,
     format_flow_table,
     motorcycle_epe,
@@ -55,8 +55,8 @@ def _constant_flow_samples(sizes, seed=0):
         flow = vec[:, :, None, None].expand(n, 2, h, w).clone()
         valid = (torch.rand(n, 1, h, w, generator=g) > 0.3).float()
         flow[0, 0, 0, 0] = float("inf")  # e.g. a missing disparity: never scored
-        batches.append({"blur0": torch.rand(n, 3, h, w, generator=g),
-                        "blur1": torch.rand(n, 3, h, w, generator=g),
+        batches.append({"frame_t": torch.rand(n, 3, h, w, generator=g),
+                        "frame_next": torch.rand(n, 3, h, w, generator=g),
                         "flow": flow, "valid": valid, "vec": vec})
     return batches
 
@@ -174,7 +174,7 @@ def test_motorcycle_ground_truth_excludes_missing_disparity():
     torch.testing.assert_close(full["flow"][0, 0][valid], -torch.from_numpy(disp)[valid])
 
     quarter = motorcycle_pair(scale=4)
-    assert quarter["blur0"].shape == (1, 3, 125, 185)
+    assert quarter["frame_t"].shape == (1, 3, 125, 185)
     assert quarter["flow"].shape == (1, 2, 125, 185)
     qv = quarter["valid"][0, 0] > 0.5
     # a block is valid only if all of its 4x4 source pixels are
@@ -187,14 +187,14 @@ def test_motorcycle_ground_truth_excludes_missing_disparity():
 @pytest.mark.parametrize("scale", [1, 4])
 def test_motorcycle_flow_sign_warps_right_onto_left(scale):
     pair = motorcycle_pair(scale=scale)
-    warped, inside = warp(pair["blur1"], pair["flow"], return_mask=True)
+    warped, inside = warp(pair["frame_next"], pair["flow"], return_mask=True)
     m = (pair["valid"] * inside).expand(-1, 3, -1, -1) > 0.5
 
     def err(x):
-        return (x - pair["blur0"]).abs()[m].mean().item()
+        return (x - pair["frame_t"]).abs()[m].mean().item()
 
-    converted, zero = err(warped), err(pair["blur1"])
-    flipped = err(warp(pair["blur1"], -pair["flow"]))
+    converted, zero = err(warped), err(pair["frame_next"])
+    flipped = err(warp(pair["frame_next"], -pair["flow"]))
     assert converted < 0.5 * zero  # measured: 0.030 against 0.152 at full resolution
     assert converted < 0.5 * flipped
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from flowdeblur.errors import UserError
-from flowdeblur.inference import (
+from flowdeblur.inference.deblur import (
     check_tiling,
     deblur_frames,
     deblur_image_pair,

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from flowdeblur.errors import UserError
-from flowdeblur.io import (
+from flowdeblur.media.video import (
     FrameSource,
     VideoReader,
     VideoWriter,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from flowdeblur import FlowDeblurNet
-from flowdeblur.losses import downsample_to, eq14_loss, multiscale_epe, warping_loss
 from flowdeblur.models import FlowDeblurOutput
+from flowdeblur.training.losses import downsample_to, eq14_loss, multiscale_epe, warping_loss
 
 
 def _true_flows(dx: float, dy: float, n: int, hp: int, wp: int) -> list[torch.Tensor]:

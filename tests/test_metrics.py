@@ -10,7 +10,7 @@ import torch
 from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from flowdeblur.metrics import psnr, quantize_8bit, rgb_to_y, ssim, temporal_error
+from flowdeblur.evaluation.metrics import psnr, quantize_8bit, rgb_to_y, ssim, temporal_error
 
 
 def _sk_ssim(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from test_train import tiny
 
-from flowdeblur import train as T
 from flowdeblur.data.pool import ScenePool, _transform
 from flowdeblur.data.synthetic import SceneConfig, SyntheticScenes
 from flowdeblur.ops import warp
+from flowdeblur.training import loop as T
 
 
 def scenes(side: int = 48, seed: int = 4) -> SyntheticScenes:
@@ -19,10 +19,10 @@ def scenes(side: int = 48, seed: int = 4) -> SyntheticScenes:
 
 
 def warp_error(sample: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean |warp(sharp1, flow) - sharp0| over valid pixels, per sample."""
-    warped = warp(sample["sharp1"], sample["flow"])
+    """Mean |warp(sharp_next, flow) - sharp_t| over valid pixels, per sample."""
+    warped = warp(sample["sharp_next"], sample["flow"])
     m = sample["valid"].float()
-    return ((warped - sample["sharp0"]).abs() * m).sum((1, 2, 3)) / (3 * m.sum((1, 2, 3)))
+    return ((warped - sample["sharp_t"]).abs() * m).sum((1, 2, 3)) / (3 * m.sum((1, 2, 3)))
 
 
 def test_storage_round_trip_is_exact():
@@ -46,7 +46,7 @@ def test_flow_moves_with_the_pixels(symmetry):
     after = warp_error(moved)
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-6)
     if symmetry:  # and the transform did change the pictures
-        assert not torch.equal(moved["sharp0"], sample["sharp0"])
+        assert not torch.equal(moved["sharp_t"], sample["sharp_t"])
 
 
 def test_samples_are_crops_of_stored_ones_and_deterministic():
@@ -55,7 +55,7 @@ def test_samples_are_crops_of_stored_ones_and_deterministic():
     state = g.get_state()
     batch = pool.sample(6, g)
     assert set(batch) == set(pool.data)
-    assert batch["blur0"].shape == (6, 3, 32, 32) and batch["flow"].shape == (6, 2, 32, 32)
+    assert batch["frame_t"].shape == (6, 3, 32, 32) and batch["flow"].shape == (6, 2, 32, 32)
     assert batch["valid"].dtype == torch.float32
     g.set_state(state)
     again = pool.sample(6, g)
@@ -63,8 +63,8 @@ def test_samples_are_crops_of_stored_ones_and_deterministic():
         assert torch.equal(batch[k], again[k]), k
     # Every drawn crop's colour histogram matches one stored sample's values (as a multiset
     # of 8-bit levels over its channels, a crop is a subset of some stored sample).
-    stored = pool.data["sharp0"]
-    for crop in batch["sharp0"]:
+    stored = pool.data["sharp_t"]
+    for crop in batch["sharp_t"]:
         levels = set(torch.round(crop * 255).to(torch.uint8).unique().tolist())
         assert any(levels <= set(s.unique().tolist()) for s in stored)
 

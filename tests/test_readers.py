@@ -9,7 +9,7 @@ import torch
 
 from flowdeblur.data.readers import DVD_TEST_VIDEOS, LAYOUTS, PairedFrames, find_sequences
 from flowdeblur.errors import UserError
-from flowdeblur.io import read_image, write_image
+from flowdeblur.media.video import read_image, write_image
 
 
 def _frame(value: int, size=(4, 6)) -> torch.Tensor:
@@ -147,7 +147,8 @@ def test_paired_frames_pairs(tmp_path):
     _paired_tree(tmp_path)
     ds = PairedFrames(tmp_path, "folders")
     assert len(ds) == 4
-    got = [(d["sequence"], d["index"], _value(d["blur0"]), _value(d["blur1"]), _value(d["sharp0"]))
+    got = [(d["sequence"], d["index"], _value(d["frame_t"]), _value(d["frame_next"]),
+            _value(d["sharp_t"]))
            for d in ds]
     assert got == [
         ("long", 0, 10, 11, 110),
@@ -155,22 +156,22 @@ def test_paired_frames_pairs(tmp_path):
         ("long", 2, 12, 11, 112),  # last frame pairs with its predecessor
         ("one", 0, 60, 60, 160),  # one-frame sequence pairs with itself
     ]
-    assert ds[0]["name"] == "0.png" and ds[0]["blur0"].shape == (3, 4, 6)
-    assert "blur_prev" not in ds[0]
+    assert ds[0]["name"] == "0.png" and ds[0]["frame_t"].shape == (3, 4, 6)
+    assert "frame_prev" not in ds[0]
 
 
 def test_paired_frames_three_and_filter(tmp_path):
     _paired_tree(tmp_path)
     ds = PairedFrames(tmp_path, "folders", frames=3, sequences=["long"])
     assert len(ds) == 3
-    assert [_value(d["blur_prev"]) for d in ds] == [11, 10, 11]  # first frame uses t+1
+    assert [_value(d["frame_prev"]) for d in ds] == [11, 10, 11]  # first frame uses t+1
     with pytest.raises(UserError, match="unknown sequence"):
         PairedFrames(tmp_path, "folders", sequences=["nope"])
     with pytest.raises(UserError, match="frames"):
         PairedFrames(tmp_path, "folders", frames=4)
     loader = torch.utils.data.DataLoader(ds, batch_size=2)
     batch = next(iter(loader))
-    assert batch["blur0"].shape == (2, 3, 4, 6) and batch["index"].tolist() == [0, 1]
+    assert batch["frame_t"].shape == (2, 3, 4, 6) and batch["index"].tolist() == [0, 1]
 
 
 def test_paired_frames_size_mismatch(tmp_path):

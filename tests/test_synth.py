@@ -22,7 +22,7 @@ from flowdeblur.data.blur_synthesis import (
 )
 from flowdeblur.data.readers import PairedFrames, find_sequences
 from flowdeblur.errors import UserError
-from flowdeblur.io import VideoWriter, list_images, read_image, write_image
+from flowdeblur.media.video import VideoWriter, list_images, read_image, write_image
 
 
 def _np_srgb_to_linear(x: np.ndarray) -> np.ndarray:
@@ -105,7 +105,7 @@ def test_synth_round_trip(tmp_path):
     (seq,) = find_sequences(out, "gopro", "train")
     assert seq.name == "sharp_in" and len(seq) == 2
     ds = PairedFrames(out, "gopro")
-    assert len(ds) == 2 and torch.equal(ds[0]["blur1"], read_image(blur[1]))
+    assert len(ds) == 2 and torch.equal(ds[0]["frame_next"], read_image(blur[1]))
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
@@ -117,8 +117,8 @@ def test_synth_even_average_stride_and_name(tmp_path):
     sharp = list_images(tmp_path / "o" / "clip" / "sharp")
     # even N: the earlier of the two middle frames, (N - 1) // 2 = 1
     assert [torch.equal(read_image(p), frames[k + 1]) for k, p in enumerate(sharp)] == [True] * 3
-    blur0 = read_image(tmp_path / "o" / "clip" / "blur" / "000000.png")
-    assert (blur0 - average_frames(frames[:4])).abs().max() <= 0.5 / 255 + 1e-6
+    frame_t = read_image(tmp_path / "o" / "clip" / "blur" / "000000.png")
+    assert (frame_t - average_frames(frames[:4])).abs().max() <= 0.5 / 255 + 1e-6
 
 
 def test_synth_from_video(tmp_path):

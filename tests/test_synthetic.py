@@ -35,7 +35,7 @@ def test_batch_shapes_ranges_and_quantisation():
     cfg = SceneConfig(size=(40, 56), max_layers=2, three_frames=True, max_camera_motion=10.0,
                       max_object_motion=10.0)
     b = SyntheticScenes(cfg, seed=5).sample(2)
-    for k in ("blur0", "blur1", "blur_prev", "sharp0", "sharp1", "sharp_prev"):
+    for k in ("frame_t", "frame_next", "frame_prev", "sharp_t", "sharp_next", "sharp_prev"):
         assert b[k].shape == (2, 3, 40, 56) and b[k].dtype == torch.float32
         assert float(b[k].min()) >= 0 and float(b[k].max()) <= 1
         codes = b[k] * 255
@@ -54,16 +54,16 @@ def test_zero_motion_blur_equals_sharp(quantize):
     gen = SyntheticScenes(cfg, seed=1)
     b = gen.sample(3)
     assert gen.last_subframes == 1
-    torch.testing.assert_close(b["blur0"], b["sharp0"], atol=1e-6, rtol=0)
-    torch.testing.assert_close(b["blur1"], b["sharp1"], atol=1e-6, rtol=0)
-    torch.testing.assert_close(b["sharp0"], b["sharp1"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(b["frame_t"], b["sharp_t"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(b["frame_next"], b["sharp_next"], atol=1e-6, rtol=0)
+    torch.testing.assert_close(b["sharp_t"], b["sharp_next"], atol=1e-6, rtol=0)
     assert float(b["flow"].abs().max()) < 1e-3
     # Objects are there (the check is not vacuous): the frame is not one texture.
     assert float(b["valid"].mean()) < 1.0
 
 
 def test_constant_translation_is_a_box_filter_along_the_motion():
-    """A pure pan at constant speed v with duty cycle 1: blur0 = the sharp frame averaged
+    """A pure pan at constant speed v with duty cycle 1: frame_t = the sharp frame averaged
     along the segment [-v/2, v/2], in linear light."""
     cfg = smooth_config(size=(56, 56), max_layers=0, camera_motions=("pan",),
                         acceleration=0.0, duty_cycle=(1.0, 1.0), motion_range=(1.0, 1.0),
@@ -75,23 +75,23 @@ def test_constant_translation_is_a_box_filter_along_the_motion():
         v = flow[0, :, 0, 0]
         torch.testing.assert_close(flow, v.view(1, 2, 1, 1).expand_as(flow))  # a pure pan
         assert 6.9 < float(v.norm()) < 7.1
-        lin = b["sharp0"][i : i + 1] ** gamma
+        lin = b["sharp_t"][i : i + 1] ** gamma
         taus = (torch.arange(64) + 0.5) / 64 - 0.5
 
         def box(direction: torch.Tensor, lin=lin, taus=taus) -> torch.Tensor:
-            # The scene at time tau shows sharp0 moved by v tau: I_tau(p) = I_0(p - v tau).
+            # The scene at time tau shows sharp_t moved by v tau: I_tau(p) = I_0(p - v tau).
             acc = sum(warp(lin, (-direction * t).view(1, 2, 1, 1).expand(1, 2, 56, 56))
                       for t in taus)
             return (acc / len(taus)) ** (1 / gamma)
 
         m = 6  # pixels whose whole blur path stays inside the image
         inner = (slice(None), slice(None), slice(m, -m), slice(m, -m))
-        blur = b["blur0"][i : i + 1][inner]
+        blur = b["frame_t"][i : i + 1][inner]
         err = (box(v)[inner] - blur).abs()
         assert float(err.max()) < 0.01, float(err.max())
         # The check discriminates: no blur, or blur across the motion, is far off.
         across = torch.stack([-v[1], v[0]])
-        assert float((b["sharp0"][i : i + 1][inner] - blur).abs().mean()) > 5 * float(err.mean())
+        assert float((b["sharp_t"][i : i + 1][inner] - blur).abs().mean()) > 5 * float(err.mean())
         assert float((box(across)[inner] - blur).abs().mean()) > 5 * float(err.mean())
 
 
@@ -99,18 +99,18 @@ def test_constant_translation_is_a_box_filter_along_the_motion():
 def test_warping_sharp1_by_flow_reproduces_sharp0(three):
     cfg = smooth_config(three_frames=three)
     b = SyntheticScenes(cfg, seed=11).sample(3)
-    pairs = [("sharp1", "flow", "valid")] + ([("sharp_prev", "flow_prev", "valid_prev")]
+    pairs = [("sharp_next", "flow", "valid")] + ([("sharp_prev", "flow_prev", "valid_prev")]
                                               if three else [])
     for other, fk, vk in pairs:
         warped = warp(b[other], b[fk])
         for i in range(3):
             valid = b[vk][i : i + 1]
             assert float(valid.mean()) > 0.3
-            good = masked_psnr(warped[i : i + 1], b["sharp0"][i : i + 1], valid)
+            good = masked_psnr(warped[i : i + 1], b["sharp_t"][i : i + 1], valid)
             assert good >= 40
             # ...and the flow matters: without it the frames differ much more.
             if float(b[fk][i].norm(dim=0).mean()) > 1.5:
-                assert masked_psnr(b[other][i : i + 1], b["sharp0"][i : i + 1], valid) < good - 8
+                assert masked_psnr(b[other][i : i + 1], b["sharp_t"][i : i + 1], valid) < good - 8
 
 
 def test_valid_mask_excludes_occlusions():
@@ -123,7 +123,7 @@ def test_valid_mask_excludes_occlusions():
     ys = torch.arange(h).view(1, h, 1) + b["flow"][:, 1]
     outside = (xs < 0) | (xs > w - 1) | (ys < 0) | (ys > h - 1)
     assert not bool((b["valid"][:, 0].bool() & outside).any())
-    err = (warp(b["sharp1"], b["flow"]) - b["sharp0"]).abs().amax(1, keepdim=True)
+    err = (warp(b["sharp_next"], b["flow"]) - b["sharp_t"]).abs().amax(1, keepdim=True)
     bad = err > 0.05
     valid = b["valid"].bool()
     assert float(bad[valid].float().mean()) < 0.002
@@ -176,7 +176,7 @@ def test_same_seed_same_batch_and_resume():
     for k in nxt:
         assert torch.equal(nxt[k], resumed[k]), k
     other = SyntheticScenes(cfg, seed=8).sample(2)
-    assert not torch.equal(other["sharp0"], SyntheticScenes(cfg, seed=7).sample(2)["sharp0"])
+    assert not torch.equal(other["sharp_t"], SyntheticScenes(cfg, seed=7).sample(2)["sharp_t"])
 
 
 def test_scenes_do_not_depend_on_batch_split():
@@ -186,7 +186,7 @@ def test_scenes_do_not_depend_on_batch_split():
     whole = SyntheticScenes(cfg, seed=3).sample(4)
     split = SyntheticScenes(cfg, seed=3)
     parts = [split.sample(1), split.sample(3)]
-    for k in ("sharp0", "sharp1", "flow", "valid"):
+    for k in ("sharp_t", "sharp_next", "flow", "valid"):
         torch.testing.assert_close(torch.cat([p[k] for p in parts]), whole[k], atol=1e-5, rtol=0)
 
 
@@ -266,7 +266,7 @@ _COMPARE_RENDERERS = textwrap.dedent("""
                 both = (ref["valid" + k[4:]] * out["valid" + k[4:]]).bool()
                 diff = diff[both.expand_as(diff)]
             assert float(diff.max()) < 1e-3, (case, k, float(diff.max()))
-        assert float((ref["blur0"] - ref["sharp0"]).abs().max()) > 0.05  # it did blur
+        assert float((ref["frame_t"] - ref["sharp_t"]).abs().max()) > 0.05  # it did blur
     print("ok")
 """)
 

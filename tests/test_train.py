@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from flowdeblur import train as T
-from flowdeblur.checkpoint import (
+from flowdeblur.errors import UserError
+from flowdeblur.models import FlowDeblurNet
+from flowdeblur.training import loop as T
+from flowdeblur.training.checkpoint import (
     checkpoint_path,
     latest_checkpoint,
     list_checkpoints,
@@ -22,9 +24,7 @@ from flowdeblur.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from flowdeblur.config import load_config
-from flowdeblur.errors import UserError
-from flowdeblur.models import FlowDeblurNet
+from flowdeblur.training.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,8 +89,8 @@ def test_run_writes_losses_checkpoints_and_weights(tmp_path):
 
 _CHILD = """
 import json, sys, time
-from flowdeblur import train as T
-from flowdeblur.config import load_config
+from flowdeblur.training import loop as T
+from flowdeblur.training.config import load_config
 fast_next = T.TrainingBatches.next
 def slow_next(self):
     time.sleep(0.2)  # leaves time to kill the run between steps
@@ -151,7 +151,7 @@ def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
 
 
 def _as_overrides(config) -> list[str]:
-    from flowdeblur.config import to_dict
+    from flowdeblur.training.config import to_dict
 
     def flat(d, prefix=""):
         for k, v in d.items():
@@ -354,7 +354,7 @@ class _FakePairs(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         x = self.items[i]
-        return {"blur0": x, "blur1": x.flip(-1), "sharp0": x.flip(-2), "sequence": "s",
+        return {"frame_t": x, "frame_next": x.flip(-1), "sharp_t": x.flip(-2), "sequence": "s",
                 "index": i, "name": f"{i}.png"}
 
 
@@ -372,8 +372,8 @@ def test_mixed_batches_resume_exactly(tmp_path, monkeypatch):
     first = stream()
     first.start(num_workers=0, rank=0, world_size=1, seed=config.seed)
     warmup = [first.next() for _ in range(4)]  # 8 real draws: crosses an epoch of 5
-    assert warmup[0]["blur0"].shape == (4, 3, 64, 64)
-    assert set(warmup[0]) == {"blur0", "blur1", "sharp0"}
+    assert warmup[0]["frame_t"].shape == (4, 3, 64, 64)
+    assert set(warmup[0]) == {"frame_t", "frame_next", "sharp_t"}
     state = first.state_dict()
     assert state["real_draws"] == 8
     expected = [first.next() for _ in range(3)]
@@ -417,7 +417,7 @@ def test_cuda_bf16_autocast_run(tmp_path):
 
 def test_real_dataset_on_disk_with_workers(tmp_path):
     readers = pytest.importorskip("flowdeblur.data.readers")
-    from flowdeblur.io import write_image
+    from flowdeblur.media.video import write_image
 
     g = torch.Generator().manual_seed(1)
     for seq in ("a", "b"):

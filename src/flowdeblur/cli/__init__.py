@@ -22,7 +22,7 @@ def _optional_commands() -> list:
     import importlib
 
     found = []
-    for name in ("deblur", "demo", "train", "eval", "synth", "bench"):
+    for name in ("deblur", "demo", "train", "eval", "synth", "bench", "import_release"):
         try:
             found.append(importlib.import_module(f"{__name__}.{name}"))
         except ModuleNotFoundError as e:

@@ -125,8 +125,8 @@ def _command_line(args: argparse.Namespace, config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import bench
-    from ..accelerate import PRECISIONS
+    from ..apps import bench
+    from ..runtime.fastpath import PRECISIONS
 
     config = bench.BenchConfig(
         devices=[d.strip() for d in args.device.split(",") if d.strip()] or ["auto"],

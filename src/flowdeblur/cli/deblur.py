@@ -4,7 +4,7 @@
     flowdeblur deblur frames/ -o sharp_frames/ --tile 512 --precision bf16
     flowdeblur deblur a.png b.png c.png -o out/ --save-flow flow/
 
-All the work is in :func:`flowdeblur.inference.deblur_video`; this module parses and reports.
+All the work is in :func:`flowdeblur.inference.deblur.deblur_video`; this module parses and reports.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference import deblur_video
+    from ..inference.deblur import deblur_video
 
     model = load_model(args.weights)
     result = deblur_video(

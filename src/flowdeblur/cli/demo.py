@@ -3,7 +3,7 @@
     flowdeblur demo                       # writes demo_out/
     flowdeblur demo --weights my.safetensors --out /tmp/demo
 
-The work is in :func:`flowdeblur.demo.run_demo`.
+The work is in :func:`flowdeblur.apps.demo.run_demo`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..demo import DEFAULT_FRAMES, DEFAULT_SIZE
+    from ..apps.demo import DEFAULT_FRAMES, DEFAULT_SIZE
 
     p = sub.add_parser(
         "demo",
@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import DESCRIPTIONS, run_demo
+    from ..apps.demo import DESCRIPTIONS, run_demo
     from .common import load_model
 
     if args.frames < 2:

@@ -3,7 +3,8 @@
     flowdeblur eval --data ROOT --layout dvd --protocol release [--weights FILE] ...
     flowdeblur eval --outputs DIR --targets DIR [--layout dvd] ...
 
-Protocols and metric definitions: :mod:`flowdeblur.evaluate` and :mod:`flowdeblur.metrics`.
+Protocols and metric definitions: :mod:`flowdeblur.evaluation.protocols` and
+:mod:`flowdeblur.evaluation.metrics`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..evaluate import PROTOCOLS
+    from ..evaluation.protocols import PROTOCOLS
 
     p = sub.add_parser(
         "eval",
@@ -75,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..evaluate import evaluate_folders, evaluate_model
+    from ..evaluation.protocols import evaluate_folders, evaluate_model
 
     for option, path in (("--json", args.json), ("--csv", args.csv)):
         # Checked before the (possibly long) evaluation rather than after it.

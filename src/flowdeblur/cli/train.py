@@ -43,9 +43,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..config import load_config, to_yaml
     from ..errors import UserError
-    from ..train import train
+    from ..training.config import load_config, to_yaml
+    from ..training.loop import train
 
     overrides = list(args.overrides)
     if args.run_dir:

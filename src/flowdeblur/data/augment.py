@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..errors import UserError
 
 #: Keys resampled as images (3 channels: colours are permuted too).
-IMAGE_KEYS = ("blur0", "blur1", "blur_prev", "sharp0", "sharp1", "sharp_prev")
+IMAGE_KEYS = ("frame_t", "frame_next", "frame_prev", "sharp_t", "sharp_next", "sharp_prev")
 #: (flow key, its valid-mask key).
 FLOW_KEYS = (("flow", "valid"), ("flow_prev", "valid_prev"))
 
@@ -68,7 +68,8 @@ def _transforms(n: int, in_hw: tuple[int, int], out_hw: tuple[int, int],
 def augment(sample: dict[str, torch.Tensor], *, crop_size: tuple[int, int],
             generator: torch.Generator, scale_range=(0.7, 1.3), max_rotation_deg: float = 10.0,
             flips: bool = True, permute_colors: bool = True) -> dict[str, torch.Tensor]:
-    """Same random transform for every image key (blur0, blur1, blur_prev, sharp0, sharp1,
+    """Same random transform for every image key (frame_t, frame_next, frame_prev, sharp_t,
+    sharp_next,
     sharp_prev), flows transformed consistently (vectors rotated/flipped/scaled), valid masks
     resampled (nearest or thresholded); works on batched (N,C,H,W) tensors (one transform per
     sample) and on unbatched (C,H,W); missing keys are skipped.

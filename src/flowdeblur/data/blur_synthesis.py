@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..io import FrameSource, write_image
+from ..media.video import FrameSource, write_image
 
 CURVES = ("srgb", "gamma", "none")
 

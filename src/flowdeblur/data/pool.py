@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 
 #: Keys holding images in [0, 1] that were quantised to 8 bits by the renderer.
-_IMAGE_KEYS = ("blur0", "blur1", "blur_prev", "sharp0", "sharp1", "sharp_prev")
+_IMAGE_KEYS = ("frame_t", "frame_next", "frame_prev", "sharp_t", "sharp_next", "sharp_prev")
 #: Keys holding flows (channel 0 = x, 1 = y), transformed as vectors.
 _FLOW_KEYS = ("flow", "flow_prev")
 

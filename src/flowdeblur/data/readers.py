@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..io import list_images, natural_key, read_image
+from ..media.video import list_images, natural_key, read_image
 
 LAYOUTS = ("dvd", "gopro", "gopro_gamma", "reds", "bsd", "folders")
 
@@ -254,13 +254,13 @@ def find_sequences(root: str | os.PathLike, layout: str, split: str = "test") ->
 class PairedFrames(torch.utils.data.Dataset):
     """Frame pairs (t, t+1) of a real dataset, for training and evaluation.
 
-    Every frame of every sequence appears once as frame t. Its partner ``blur1`` is frame
+    Every frame of every sequence appears once as frame t. Its partner ``frame_next`` is frame
     t+1, or t-1 for a sequence's last frame (DESIGN.md: the network deblurs the first frame
-    of the pair); a one-frame sequence pairs with itself. With ``frames=3``, ``blur_prev`` is
+    of the pair); a one-frame sequence pairs with itself. With ``frames=3``, ``frame_prev`` is
     frame t-1 (t+1 for the first frame).
 
-    Item ``i`` is a dict: ``blur0``, ``blur1``, ``sharp0`` (3, H, W) float32 in [0, 1]
-    [, ``blur_prev``], ``sequence`` (str), ``index`` (frame index t in its sequence),
+    Item ``i`` is a dict: ``frame_t``, ``frame_next``, ``sharp_t`` (3, H, W) float32 in [0, 1]
+    [, ``frame_prev``], ``sequence`` (str), ``index`` (frame index t in its sequence),
     ``name`` (file name of the blurry frame t). Frames are read from disk on access.
 
     Args:
@@ -311,19 +311,19 @@ class PairedFrames(torch.utils.data.Dataset):
         seq = self.sequences[si]
         n = len(seq)
         paths = {
-            "blur0": seq.blur[t],
-            "blur1": seq.blur[self._neighbour(t, n, 1)],
-            "sharp0": seq.sharp[t],
+            "frame_t": seq.blur[t],
+            "frame_next": seq.blur[self._neighbour(t, n, 1)],
+            "sharp_t": seq.sharp[t],
         }
         if self.frames == 3:
-            paths["blur_prev"] = seq.blur[self._neighbour(t, n, -1)]
+            paths["frame_prev"] = seq.blur[self._neighbour(t, n, -1)]
         item: dict = {key: read_image(path) for key, path in paths.items()}
-        size = item["blur0"].shape
+        size = item["frame_t"].shape
         for key, img in item.items():
             if img.shape != size:
                 raise UserError(
                     f"frame size mismatch in sequence {seq.name}: {paths[key]} is "
-                    f"{img.shape[2]}x{img.shape[1]} but {paths['blur0']} is {size[2]}x{size[1]}"
+                    f"{img.shape[2]}x{img.shape[1]} but {paths['frame_t']} is {size[2]}x{size[1]}"
                 )
         item.update(sequence=seq.name, index=t, name=seq.blur[t].name)
         return item

@@ -870,10 +870,11 @@ class _Renderer:
 class SyntheticScenes:
     """An endless, seeded stream of synthetic training batches.
 
-    ``sample(n)`` returns blur0, blur1, sharp0, sharp1 (n, 3, H, W) in [0, 1] (sRGB), flow
-    (n, 2, H, W) with ``warp(sharp1, flow) ~ sharp0`` and valid (n, 1, H, W); with
-    ``three_frames`` also blur_prev, sharp_prev, flow_prev (``warp(sharp_prev, flow_prev) ~
-    sharp0``) and valid_prev. Sample i of the stream depends only on (seed, i) (the sub-frame
+    ``sample(n)`` returns frame_t, frame_next, sharp_t, sharp_next (n, 3, H, W) in [0, 1] (sRGB),
+    flow
+    (n, 2, H, W) with ``warp(sharp_next, flow) ~ sharp_t`` and valid (n, 1, H, W); with
+    ``three_frames`` also frame_prev, sharp_prev, flow_prev (``warp(sharp_prev, flow_prev) ~
+    sharp_t``) and valid_prev. Sample i of the stream depends only on (seed, i) (the sub-frame
     count and the sensor noise also depend on its batch).
     """
 
@@ -888,8 +889,8 @@ class SyntheticScenes:
         self.last_subframes = 0  # sub-frames per exposure of the last batch, for inspection
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """Next batch; keys blur0, blur1, sharp0, sharp1 (N,3,H,W), flow (N,2,H,W), valid
-        (N,1,H,W) (+ blur_prev, sharp_prev, flow_prev, valid_prev if three_frames).
+        """Next batch; keys frame_t, frame_next, sharp_t, sharp_next (N,3,H,W), flow (N,2,H,W),
+        valid (N,1,H,W) (+ frame_prev, sharp_prev, flow_prev, valid_prev if three_frames).
         Deterministic: the k-th call after construction with a given seed returns the same
         batch on any run (same device)."""
         if batch_size < 1:
@@ -907,12 +908,12 @@ class SyntheticScenes:
         pairs = [(i0, i0 + 1)] + ([(i0, 0)] if cfg.three_frames else [])
         out = self._renderer.render(scenes, frames, pairs, gen)
         result = {
-            "blur0": out["blur"][:, i0], "blur1": out["blur"][:, i0 + 1],
-            "sharp0": out["sharp"][:, i0], "sharp1": out["sharp"][:, i0 + 1],
+            "frame_t": out["blur"][:, i0], "frame_next": out["blur"][:, i0 + 1],
+            "sharp_t": out["sharp"][:, i0], "sharp_next": out["sharp"][:, i0 + 1],
             "flow": out["flows"][0], "valid": out["valids"][0],
         }
         if cfg.three_frames:
-            result["blur_prev"], result["sharp_prev"] = out["blur"][:, 0], out["sharp"][:, 0]
+            result["frame_prev"], result["sharp_prev"] = out["blur"][:, 0], out["sharp"][:, 0]
             result["flow_prev"], result["valid_prev"] = out["flows"][1], out["valids"][1]
         self.last_subframes = out["subframes"]
         return {k: v.contiguous() for k, v in result.items()}

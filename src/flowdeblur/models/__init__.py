@@ -8,8 +8,11 @@ from .network import (
     VARIANTS,
     FlowDeblurNet,
     FlowDeblurOutput,
+    VariantSpec,
     count_parameters,
+    full_resolution_flow,
     pad_to_multiple,
+    stack_frames,
 )
 
 __all__ = [
@@ -20,6 +23,9 @@ __all__ = [
     "FlowDeblurOutput",
     "FlowNet",
     "SpatialRNN",
+    "VariantSpec",
     "count_parameters",
+    "full_resolution_flow",
     "pad_to_multiple",
+    "stack_frames",
 ]

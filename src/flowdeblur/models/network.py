@@ -26,14 +26,28 @@ from .deblurnet import DeblurNet
 from .flownet import FlowNet
 from .layers import SpatialRNN, xavier_init
 
-#: variant name -> (flow net frames or 0 for none, flows per scale, rnn mode, rnn position)
-VARIANTS: dict[str, tuple[int, int, str, str]] = {
-    "full": (2, 1, "rnn", "encoder"),
-    "no_rnn": (0, 1, "identity", "encoder"),
-    "concat_gates": (2, 1, "concat", "encoder"),
-    "single_frame": (1, 1, "rnn", "encoder"),
-    "bidirectional": (3, 2, "rnn", "encoder"),
-    "decoder_rnn": (2, 1, "rnn", "decoder"),
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a Table IV variant changes in the architecture."""
+
+    #: Frames the flow network reads (t, then t+1, then t-1); 0 = no flow network.
+    in_frames: int
+    #: Flows per scale: 1 (t -> t+1), or 2 for 'bidirectional' (t -> t+1, then t -> t-1).
+    flows_per_scale: int
+    #: How the encoder features meet the gates: "rnn" (Eq. 13), "identity", "concat".
+    rnn_mode: str
+    #: Where the three RNN layers sit: after the "encoder" convs or in the "decoder".
+    rnn_position: str
+
+
+VARIANTS: dict[str, VariantSpec] = {
+    "full": VariantSpec(2, 1, "rnn", "encoder"),
+    "no_rnn": VariantSpec(0, 1, "identity", "encoder"),
+    "concat_gates": VariantSpec(2, 1, "concat", "encoder"),
+    "single_frame": VariantSpec(1, 1, "rnn", "encoder"),
+    "bidirectional": VariantSpec(3, 2, "rnn", "encoder"),
+    "decoder_rnn": VariantSpec(2, 1, "rnn", "decoder"),
 }
 
 #: The network downsamples six times (conv1..conv6), so inputs are padded to this multiple.
@@ -67,6 +81,24 @@ def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tens
     return F.pad(x, (0, pw, 0, ph), mode="replicate")
 
 
+def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
+    """The flow network's input: (N, 3, H, W) frames [t, next(, prev)] -> (N, 3k, Hp, Wp),
+    concatenated on channels and replicate-padded to multiples of :data:`PAD_MULTIPLE`."""
+    return pad_to_multiple(torch.cat(frames, dim=1))
+
+
+def full_resolution_flow(flow_quarter: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The finest flow at the input's resolution.
+
+    flow_quarter: (N, F, Hp/4, Wp/4), pixels of the 1/4 scale (``FlowDeblurOutput.flows[0]``);
+    its first two channels are the t -> next flow. Returns (N, 2, H, W) float32 in pixels,
+    bilinearly upsampled x4 (values x4) and cropped to ``size`` = (H, W).
+    """
+    flow = flow_quarter[:, :2].float()
+    flow = F.interpolate(flow, scale_factor=4, mode="bilinear", align_corners=False) * 4.0
+    return flow[:, :, : size[0], : size[1]]
+
+
 class FlowDeblurNet(nn.Module):
     """Deep dynamic scene deblurring from optical flow (Zhang et al., TCSVT 2021).
 
@@ -83,12 +115,13 @@ class FlowDeblurNet(nn.Module):
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
         self.variant = variant
-        in_frames, flows_per_scale, rnn_mode, rnn_position = VARIANTS[variant]
+        spec = VARIANTS[variant]
         self.flownet = (
-            FlowNet(in_frames=in_frames, flows_per_scale=flows_per_scale) if in_frames else None
+            FlowNet(in_frames=spec.in_frames, flows_per_scale=spec.flows_per_scale)
+            if spec.in_frames else None
         )
         self.deblurnet = DeblurNet(
-            rnn_mode=rnn_mode, rnn_position=rnn_position, rnn_backend=rnn_backend
+            rnn_mode=spec.rnn_mode, rnn_position=spec.rnn_position, rnn_backend=rnn_backend
         )
         xavier_init(self)
 
@@ -99,7 +132,7 @@ class FlowDeblurNet(nn.Module):
 
     @property
     def in_frames(self) -> int:
-        return VARIANTS[self.variant][0]
+        return VARIANTS[self.variant].in_frames
 
     def set_rnn_backend(self, backend: str) -> None:
         """Switch every RNN layer to ``backend`` (any name accepted by ``spatial_rnn``)."""
@@ -127,7 +160,7 @@ class FlowDeblurNet(nn.Module):
             _check_frame("frame_prev", frame_prev, frame_t)
             frames.append(frame_prev)
 
-        stacked = pad_to_multiple(torch.cat(frames, dim=1))  # (N, 3*frames, Hp, Wp)
+        stacked = stack_frames(frames)  # (N, 3 * in_frames, Hp, Wp)
         image = stacked[:, :3]
         flows: list[torch.Tensor] = []
         gates: list[torch.Tensor] = []

@@ -6,8 +6,9 @@ Two entry points, one scorer, so every method is measured the same way:
   :mod:`flowdeblur.data.readers`) under one of the :data:`PROTOCOLS`;
 - :func:`evaluate_folders` scores images already written by any method against their targets.
 
-Per frame: PSNR and SSIM (:mod:`flowdeblur.metrics`; RGB or Y, optional border crop). Per pair of
-consecutive scored frames: the temporal error (:func:`flowdeblur.metrics.temporal_error`,
+Per frame: PSNR and SSIM (:mod:`flowdeblur.evaluation.metrics`; RGB or Y, optional border
+crop). Per pair of
+consecutive scored frames: the temporal error (:func:`flowdeblur.evaluation.metrics.temporal_error`,
 ``mean |(o_t - o_{t-1}) - (g_t - g_{t-1})|``, a flow-free flicker measure in [0, 1] units).
 Per sequence: the mean over its frames (pairs). Overall: the mean over ALL scored frames
 (pairs), so long sequences weigh more, as the authors' ``psnrall.m`` averages its frame table.
@@ -21,7 +22,7 @@ Protocols (the DVD test set has 10 videos of 100 frames, 720x1280, some portrait
     replicate padding, and cropped back; each video's last frame is skipped (it has no
     successor); outputs are quantised to 8 bits (the script writes PNGs) and PSNR is averaged
     over all frames. Forces 8-bit quantisation. (The release scores PSNR only; the SSIM here
-    is :func:`flowdeblur.metrics.ssim`, the paper does not say which SSIM code it used.)
+    is :func:`flowdeblur.evaluation.metrics.ssim`, the paper does not say which SSIM code it used.)
 ``all``
     Every frame; frame t is paired with t+1 and the last frame with its predecessor t-1. The
     model pads as it always does (replicate). Quantisation as asked.
@@ -52,7 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
+from ..errors import UserError
 from .metrics import psnr, quantize_8bit, ssim, temporal_error
 
 PROTOCOLS = ("release", "all", "su30")
@@ -285,7 +286,7 @@ def _release_forward(model, frames: list[torch.Tensor | None], device, precision
 
     frames: [t, next, prev] as (1, 3, H, W); returns (1, 3, H, W).
     """
-    from .inference import deblur_image_pair
+    from ..inference.deblur import deblur_image_pair
 
     h, w = frames[0].shape[-2:]
     portrait = h > w
@@ -316,7 +317,7 @@ class _FrameCache:
         self.frames: dict[int, torch.Tensor] = {}
 
     def get(self, i: int) -> torch.Tensor:
-        from .io import read_image
+        from ..media.video import read_image
 
         if i not in self.frames:
             self.frames[i] = read_image(self.paths[i]).unsqueeze(0).to(self.device)
@@ -351,7 +352,7 @@ def evaluate_model(
         root, layout, split: the dataset, as :func:`flowdeblur.data.readers.find_sequences`.
         protocol: one of :data:`PROTOCOLS` (module docstring).
         device, precision: where and how the network runs ("fp32", "bf16", "fp16").
-        crop_border, y_channel: scoring options of :func:`flowdeblur.metrics.psnr`.
+        crop_border, y_channel: scoring options of :func:`flowdeblur.evaluation.metrics.psnr`.
         quantize: round outputs to 8 bits before scoring (always on under ``release``).
         save_dir: also write every scored output as an 8-bit PNG to
             ``save_dir/<sequence>/<blur file stem>.png`` (so :func:`evaluate_folders` can
@@ -360,8 +361,8 @@ def evaluate_model(
     Returns:
         An :class:`EvalResult`.
     """
-    from .data.readers import find_sequences
-    from .inference import precision_context, resolve_device
+    from ..data.readers import find_sequences
+    from ..inference.deblur import precision_context, resolve_device
 
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -402,7 +403,7 @@ def evaluate_model(
                 if protocol == "release":
                     out = _release_forward(model, frames, dev, precision)
                 else:
-                    from .inference import deblur_image_pair
+                    from ..inference.deblur import deblur_image_pair
 
                     out = deblur_image_pair(
                         model, frames[0], frames[1], frame_prev=frames[2], device=dev,
@@ -434,7 +435,7 @@ def evaluate_model(
 
 
 def _save(path: Path, image: torch.Tensor) -> None:
-    from .io import write_image
+    from ..media.video import write_image
 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image(path, image[0].cpu(), bits=8)
@@ -451,7 +452,7 @@ def _progress(total: int, enabled: bool):
 
 def _scan_images(folder: Path) -> dict[str, Path]:
     """Relative path without suffix (POSIX) -> file, for every image under ``folder``."""
-    from .io import IMAGE_EXTENSIONS
+    from ..media.video import IMAGE_EXTENSIONS
 
     found: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
@@ -499,7 +500,7 @@ def evaluate_folders(
     pairs outputs whose targets are consecutive in their sequence (natural sort order).
     ``quantize`` rounds the outputs to 8 bits first (use it for 16-bit or float files).
     """
-    from .io import natural_key, read_image
+    from ..media.video import natural_key, read_image
 
     out_root, tgt_root = Path(output_dir), Path(target_dir)
     for what, folder in (("outputs", out_root), ("targets", tgt_root)):
@@ -522,7 +523,7 @@ def evaluate_folders(
             for i, key in enumerate(sorted(keys, key=natural_key)):
                 targets[key] = (seq, i, found[key])
     else:
-        from .data.readers import find_sequences
+        from ..data.readers import find_sequences
 
         for seq in find_sequences(tgt_root, layout, split=split):
             for i, path in enumerate(seq.sharp):

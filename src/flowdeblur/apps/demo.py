@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import UserError
-from .models import FlowDeblurNet
+from ..errors import UserError
+from ..models import FlowDeblurNet
 
 #: Default clip: frames, (height, width). Both sides are multiples of 64 (no padding waste).
 DEFAULT_FRAMES = 8
@@ -71,7 +71,7 @@ def demo_scene(size: tuple[int, int]):
     about 8 px of motion per frame and finer texture detail (blurry PSNR about 23 dB)."""
     import dataclasses
 
-    from .data.synthetic import clip_config
+    from ..data.synthetic import clip_config
 
     return dataclasses.replace(
         clip_config(size), max_camera_motion=24.0, max_object_motion=24.0,
@@ -103,10 +103,10 @@ def run_demo(
         A :class:`DemoResult` with mean PSNR / SSIM of the blurry and the deblurred frames
         against the sharp ones.
     """
-    from .inference import deblur_frames, precision_context, resolve_device
-    from .io import VideoWriter, write_image
-    from .metrics import psnr, ssim
-    from .viz import flow_to_color, side_by_side
+    from ..evaluation.metrics import psnr, ssim
+    from ..inference.deblur import deblur_frames, precision_context, resolve_device
+    from ..media.video import VideoWriter, write_image
+    from ..viz import flow_to_color, side_by_side
 
     if num_frames < 2:
         raise UserError(f"--frames must be at least 2, got {num_frames}")
@@ -119,11 +119,11 @@ def run_demo(
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a folder")
     if model is None:
-        from .weights import load_pretrained
+        from ..weights import load_pretrained
 
         model = load_pretrained()
 
-    from .data.synthetic import make_clip
+    from ..data.synthetic import make_clip
 
     start = time.perf_counter()
     clip = make_clip(num_frames, (h, w), seed=seed, config=demo_scene((h, w)), device=dev)

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 FORMAT = "flowdeblur-checkpoint"
 VERSION = 1

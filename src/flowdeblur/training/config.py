@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError
+from ..errors import UserError
 
 STAGES = ("flow", "joint")
 SOURCES = ("synthetic", "real", "mix")
@@ -337,8 +337,8 @@ def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
 
 def validate(config: TrainConfig) -> None:
     """Check values that the types alone do not (choices, ranges, combinations)."""
-    from .models import VARIANTS
-    from .ops import BACKENDS
+    from ..models import VARIANTS
+    from ..ops import BACKENDS
 
     c = config
     _choice("stage", c.stage, STAGES)
@@ -387,7 +387,7 @@ def validate(config: TrainConfig) -> None:
     if c.stage == "flow":
         if c.data.source != "synthetic":
             raise UserError("stage=flow needs ground-truth flow: data.source must be synthetic")
-        if VARIANTS[c.model.variant][0] == 0:
+        if VARIANTS[c.model.variant].in_frames == 0:
             raise UserError(f"model.variant={c.model.variant} has no flow network to pre-train")
         if c.data.crop_size % 64:
             raise UserError(

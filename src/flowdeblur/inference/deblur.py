@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
-from .models import FlowDeblurNet, pad_to_multiple
+from ..errors import UserError
+from ..models import FlowDeblurNet, pad_to_multiple
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -545,7 +545,7 @@ def _output_names(source, count: int) -> list[str]:
 
 
 def _load_default_model() -> FlowDeblurNet:
-    from .weights import load_pretrained
+    from ..weights import load_pretrained
 
     return load_pretrained()
 
@@ -599,9 +599,9 @@ def deblur_video(
     Returns:
         A :class:`DeblurResult`.
     """
-    from .io import FrameSource, VideoWriter, is_image_path, is_video_path, write_image
-    from .viz import flow_to_color
-    from .viz import side_by_side as beside
+    from ..media.video import FrameSource, VideoWriter, is_image_path, is_video_path, write_image
+    from ..viz import flow_to_color
+    from ..viz import side_by_side as beside
 
     inputs = [input] if isinstance(input, (str, os.PathLike)) else list(input)
     if not inputs:

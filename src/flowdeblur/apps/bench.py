@@ -3,7 +3,7 @@
 What is timed, for each device, precision and execution mode:
 
 - **convolutions only**: the network with every spatial RNN replaced by the same-shape stand-in
-  ``x.repeat(1, 4, 1, 1) * w`` (:func:`flowdeblur.accelerate.use_standin_rnn`);
+  ``x.repeat(1, 4, 1, 1) * w`` (:func:`flowdeblur.runtime.fastpath.use_standin_rnn`);
 - **full network**: the real RNNs, on the chosen backend;
 - their ratio, from the same run, and frames per second;
 - the three RNN layers alone at their shapes for the benchmark size (720p: x 1x24x384x640,
@@ -40,7 +40,11 @@ from pathlib import Path
 
 import torch
 
-from .accelerate import (
+from ..errors import UserError
+from ..models import FlowDeblurNet, SpatialRNN, count_parameters
+from ..models.network import PAD_MULTIPLE, VARIANTS
+from ..ops import BACKENDS, backend_available, resolve_backend, spatial_rnn
+from ..runtime.fastpath import (
     CUDAGRAPH_COMPILE_MODES,
     PRECISIONS,
     autocast_dtype,
@@ -49,10 +53,6 @@ from .accelerate import (
     resolve_device,
     use_standin_rnn,
 )
-from .errors import UserError
-from .models import FlowDeblurNet, SpatialRNN, count_parameters
-from .models.network import PAD_MULTIPLE, VARIANTS
-from .ops import BACKENDS, backend_available, resolve_backend, spatial_rnn
 
 MODES = ("eager", "compile", "cudagraphs", "graph")
 CUDA_ONLY_MODES = ("cudagraphs", "graph")
@@ -408,7 +408,7 @@ def time_train_step(
     """
     import copy
 
-    from .losses import eq14_loss
+    from ..training.losses import eq14_loss
 
     if mode == "graph":
         raise UserError("mode 'graph' (manual CUDA graph capture) is for inference only")
@@ -495,7 +495,7 @@ def peak_fp32_tflops(gpu_name: str) -> tuple[str, float] | None:
 
 def machine_info() -> dict:
     """CPU model and cores, GPU names, library versions: what the report's header says."""
-    from . import __version__
+    from .. import __version__
 
     try:
         usable = len(os.sched_getaffinity(0))
@@ -653,7 +653,7 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
                 if dev.type == "cuda":
                     row.peak_memory_gib = torch.cuda.max_memory_allocated(dev) / 2**30
 
-        if config.rnn_layers and VARIANTS[config.variant][2] == "rnn":
+        if config.rnn_layers and VARIANTS[config.variant].rnn_mode == "rnn":
             jobs = [(p, padded, config.batch, False, plan["repeats"], plan["warmup"])
                     for p in plan["precisions"]]
             if config.train:  # the same layers at training shapes, forward + backward

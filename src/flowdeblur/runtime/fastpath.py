@@ -33,9 +33,9 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from .errors import UserError
-from .models.layers import SpatialRNN
-from .ops import backend_available, resolve_backend
+from ..errors import UserError
+from ..models.layers import SpatialRNN
+from ..ops import backend_available, resolve_backend
 
 #: precision name -> autocast dtype (None: plain fp32, no autocast).
 PRECISIONS: dict[str, torch.dtype | None] = {

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .models.network import FlowDeblurOutput, pad_to_multiple
-from .ops import warp
+from ..models.network import FlowDeblurOutput, pad_to_multiple
+from ..ops import warp
 
 REDUCTIONS = ("sum", "mean")
 

@@ -35,8 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError
-from .models import pad_to_multiple
+from ..errors import UserError
+from ..models import pad_to_multiple
 
 __all__ = [
     "HELDOUT_SEED",
@@ -100,9 +100,9 @@ def flow_epe(model: torch.nn.Module, samples: Iterable[dict[str, torch.Tensor]])
         model: a :class:`~flowdeblur.models.FlowDeblurNet` with a flow network (or anything
             with ``in_frames`` and a ``flownet`` returning ``(flows, gates)`` like
             :class:`~flowdeblur.models.FlowNet`). Put in eval mode while scoring, then back.
-        samples: batches (dicts) with ``blur0``, ``blur1`` (N, 3, H, W) in [0, 1], ground
+        samples: batches (dicts) with ``frame_t``, ``frame_next`` (N, 3, H, W) in [0, 1], ground
             truth ``flow`` (N, 2, H, W) in pixels (frame 0 -> frame 1, warp convention),
-            optionally ``valid`` (N, 1, H, W) (> 0.5: scored) and ``blur_prev`` (needed by
+            optionally ``valid`` (N, 1, H, W) (> 0.5: scored) and ``frame_prev`` (needed by
             'bidirectional'). Non-finite ground truth counts as invalid.
     Returns:
         ``{"epe": float, "zero_epe": float, "valid_pixels": int, "samples": int}``: EPE in
@@ -122,7 +122,7 @@ def flow_epe(model: torch.nn.Module, samples: Iterable[dict[str, torch.Tensor]])
                 if batch.get("valid") is not None:
                     valid &= batch["valid"].to(device) > 0.5
                 gt = torch.where(valid, gt, torch.zeros_like(gt))
-                frames = [batch.get(k) for k in ("blur0", "blur1", "blur_prev")]
+                frames = [batch.get(k) for k in ("frame_t", "frame_next", "frame_prev")]
                 frames = [f.to(device, torch.float32) if f is not None else None for f in frames]
                 pred = predict_flow(model, *frames)
                 if pred.shape != gt.shape:
@@ -154,11 +154,12 @@ def heldout_synthetic_batches(
 
     ``scene_config``: a :class:`~flowdeblur.data.synthetic.SceneConfig` (its size and
     three_frames are replaced), or None for the engine's defaults. Returns a list of dicts of
-    (n, C, size, size) CPU tensors as :meth:`SyntheticScenes.sample` gives them (blur0, blur1,
-    sharp0, flow, valid, ...; with ``three_frames`` also blur_prev, flow_prev, so that one set
+    (n, C, size, size) CPU tensors as :meth:`SyntheticScenes.sample` gives them (frame_t,
+    frame_next,
+    sharp_t, flow, valid, ...; with ``three_frames`` also frame_prev, flow_prev, so that one set
     serves two- and three-frame models alike).
     """
-    from .data.synthetic import SceneConfig, SyntheticScenes
+    from ..data.synthetic import SceneConfig, SyntheticScenes
 
     if samples < 1 or batch < 1 or size < 2:
         raise UserError(f"held-out set needs samples >= 1, batch >= 1, size >= 2; got "
@@ -195,7 +196,7 @@ def motorcycle_pair(*, scale: int = 4) -> dict[str, torch.Tensor]:
     The images (500 x 741) are cropped to multiples of ``scale`` and area-averaged by it; the
     disparity likewise, divided by ``scale``; a downscaled pixel is valid only if all of its
     ``scale x scale`` source pixels have ground truth. Returns a batch of one:
-    ``blur0`` = left, ``blur1`` = right (1, 3, h, w) in [0, 1]; ``flow`` (1, 2, h, w) =
+    ``frame_t`` = left, ``frame_next`` = right (1, 3, h, w) in [0, 1]; ``flow`` (1, 2, h, w) =
     (-disparity, 0), the left -> right flow in the warp convention
     (``left ~ warp(right, flow)``); ``valid`` (1, 1, h, w) in {0, 1}.
     """
@@ -220,8 +221,8 @@ def motorcycle_pair(*, scale: int = 4) -> dict[str, torch.Tensor]:
     disparity = F.avg_pool2d(d_t, scale) / scale  # mean over the block; pixels of the new scale
     flow = torch.cat([-disparity, torch.zeros_like(disparity)], dim=1)
     return {
-        "blur0": F.avg_pool2d(image(left), scale),
-        "blur1": F.avg_pool2d(image(right), scale),
+        "frame_t": F.avg_pool2d(image(left), scale),
+        "frame_next": F.avg_pool2d(image(right), scale),
         "flow": torch.where(valid, flow, torch.zeros_like(flow)).float(),
         "valid": valid.float(),
     }
@@ -237,8 +238,8 @@ def motorcycle_epe(model: torch.nn.Module, *, scale: int = 4) -> dict:
     """
     pair = motorcycle_pair(scale=scale)
     if getattr(model, "in_frames", 2) == 3:
-        pair = {**pair, "blur_prev": pair["blur0"]}
-    return {**flow_epe(model, [pair]), "scale": scale, "size": list(pair["blur0"].shape[-2:])}
+        pair = {**pair, "frame_prev": pair["frame_t"]}
+    return {**flow_epe(model, [pair]), "scale": scale, "size": list(pair["frame_t"].shape[-2:])}
 
 
 def format_flow_table(rows: dict[str, dict]) -> str:

@@ -15,7 +15,8 @@ the batches, compute the loss and write logs. Two stages:
 
 The run folder (``run_dir``) holds ``config.yaml`` (the resolved config), ``losses.jsonl``
 (one line per step: loss, its parts, lr), ``checkpoints/step_NNNNNNNN.pt`` (the newest
-``log.keep_checkpoints``; see :mod:`flowdeblur.checkpoint`), ``tb/`` (TensorBoard scalars and
+``log.keep_checkpoints``; see
+:mod:`flowdeblur.training.checkpoint`), ``tb/`` (TensorBoard scalars and
 images) and, once the run finishes, ``weights.safetensors``.
 
 Multi-GPU / multi-node: ``torchrun --nproc_per_node=N -m flowdeblur train ...`` (DDP). Each
@@ -42,6 +43,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import UserError
+from ..models import VARIANTS, FlowDeblurNet, pad_to_multiple
 from .checkpoint import FORMAT as CHECKPOINT_FORMAT
 from .checkpoint import VERSION as CHECKPOINT_VERSION
 from .checkpoint import (
@@ -53,9 +56,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig, to_dict, to_yaml
-from .errors import UserError
 from .losses import eq14_loss, multiscale_epe
-from .models import VARIANTS, FlowDeblurNet, pad_to_multiple
 
 __all__ = [
     "TrainingBatches",
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 #: Keys of a training batch that the losses read (images (N,3,H,W), flow (N,2,H,W)).
-IMAGE_KEYS = ("blur0", "blur1", "sharp0", "blur_prev")
+IMAGE_KEYS = ("frame_t", "frame_next", "sharp_t", "frame_prev")
 
 
 class TrainingDiverged(UserError):
@@ -124,7 +125,7 @@ def _rank_seed(seed: int, rank: int, *more: int) -> int:
 
 
 def _scene_config(config: TrainConfig, three_frames: bool) -> Any:
-    from .data.synthetic import SceneConfig
+    from ..data.synthetic import SceneConfig
 
     names = {f.name: f for f in dataclasses.fields(SceneConfig)}
     kwargs = {}
@@ -164,7 +165,7 @@ class _RealPatches(torch.utils.data.Dataset):
         return len(self.base)
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        from .data.augment import augment
+        from ..data.augment import augment
 
         index, draw = key
         item = self.base[index]
@@ -203,7 +204,8 @@ class _EndlessSampler(torch.utils.data.Sampler):
 class TrainingBatches:
     """The training stream of one process: synthetic, real or mixed batches on ``device``.
 
-    ``next()`` returns a dict of (N, C, H, W) tensors: blur0, blur1, sharp0 (and blur_prev for
+    ``next()`` returns a dict of (N, C, H, W) tensors: frame_t, frame_next, sharp_t (and
+    frame_prev for
     three-frame variants); with synthetic data also flow, valid (and flow_prev, valid_prev).
     ``state_dict()`` / ``load_state_dict()`` capture where the stream stands, so a resumed run
     sees the same batches as an uninterrupted one.
@@ -220,7 +222,7 @@ class TrainingBatches:
     ) -> None:
         d = config.data
         self.device = device
-        self.three_frames = VARIANTS[config.model.variant][0] == 3
+        self.three_frames = VARIANTS[config.model.variant].in_frames == 3
         n_real = {"synthetic": 0, "real": batch_size, "mix": round(batch_size * d.real_fraction)}
         self.n_real = n_real[d.source]
         self.n_synthetic = batch_size - self.n_real
@@ -230,7 +232,7 @@ class TrainingBatches:
         self.scenes = None
         if self.n_synthetic:
             try:
-                from .data.synthetic import SyntheticScenes
+                from ..data.synthetic import SyntheticScenes
             except ImportError as e:
                 raise UserError(f"synthetic training data is unavailable ({e})") from None
             self.scenes = SyntheticScenes(
@@ -253,10 +255,10 @@ class TrainingBatches:
         """Render ``data.synthetic_pool`` samples of this process's own stream, once (again on
         resume: the pool depends on the seed alone). The pool's draws come from the
         CPU generator ``pool_generator`` (saved state)."""
-        from .data.pool import ScenePool
+        from ..data.pool import ScenePool
 
         size = config.data.synthetic_pool
-        keys = ("blur0", "blur1", "sharp0", "blur_prev")
+        keys = ("frame_t", "frame_next", "sharp_t", "frame_prev")
         if config.stage == "flow":
             keys += ("flow", "valid", "flow_prev", "valid_prev")
         start = time.perf_counter()
@@ -276,7 +278,7 @@ class TrainingBatches:
         return pool
 
     def _open_real(self, config: TrainConfig, rank: int) -> _RealPatches:
-        from .data.readers import PairedFrames
+        from ..data.readers import PairedFrames
 
         d = config.data
         base = PairedFrames(d.real_root, d.real_layout, split="train",
@@ -309,7 +311,7 @@ class TrainingBatches:
             else:
                 batch = self.scenes.sample(self.n_synthetic)
             if self.augment_synthetic:
-                from .data.augment import augment
+                from ..data.augment import augment
 
                 batch = augment(batch, generator=self.generator, **self.augment_kwargs)
             parts.append({k: v.to(self.device, non_blocking=True) for k, v in batch.items()
@@ -362,10 +364,10 @@ def compute_loss(
     frames it will see in stage 2; loss = multi-scale EPE (plus the t->t-1 flows' EPE for the
     'bidirectional' variant). Stage "joint": ``net`` is the FlowDeblurNet; loss = Eq. 14.
     """
-    in_frames = VARIANTS[config.model.variant][0]
-    prev = batch.get("blur_prev") if in_frames == 3 else None
+    in_frames = VARIANTS[config.model.variant].in_frames
+    prev = batch.get("frame_prev") if in_frames == 3 else None
     if config.stage == "flow":
-        frames = [batch["blur0"], batch["blur1"], prev][:in_frames]
+        frames = [batch["frame_t"], batch["frame_next"], prev][:in_frames]
         flows, gates = net(pad_to_multiple(torch.cat(frames, dim=1)))  # (N, 3*in_frames, H, W)
         epe = multiscale_epe(flows, batch["flow"], batch.get("valid"))
         if in_frames == 3:
@@ -373,9 +375,9 @@ def compute_loss(
                 [f[:, 2:4] for f in flows], batch["flow_prev"], batch.get("valid_prev")
             )
         return epe, {"epe": epe}, {"flows": flows, "gates": gates, "image": None}
-    out = net(batch["blur0"], batch["blur1"], prev)
+    out = net(batch["frame_t"], batch["frame_next"], prev)
     loss = eq14_loss(
-        out, batch["blur0"], batch["blur1"], batch["sharp0"], frame_prev=prev,
+        out, batch["frame_t"], batch["frame_next"], batch["sharp_t"], frame_prev=prev,
         flow_loss=config.flow_loss, reduction=config.loss_reduction,
     )
     return loss.total, {"image": loss.image, "flow": loss.flow}, {
@@ -441,7 +443,7 @@ def _set_rng_state(state: dict, batches: TrainingBatches) -> None:
 
 def _load_init_weights(model: FlowDeblurNet, path: str, strict: bool) -> str:
     """Weights-only start; returns a one-line note of what was loaded."""
-    from .weights import load_state_into, read_weights
+    from ..weights import load_state_into, read_weights
 
     if strict:
         load_state_into(model, path)
@@ -464,7 +466,7 @@ def _load_init_weights(model: FlowDeblurNet, path: str, strict: bool) -> str:
 def _flow_image(flow: torch.Tensor) -> torch.Tensor:
     """(N, 2, H, W) flow -> (N, 3, H, W) in [0, 1]: colour wheel, or magnitude if viz lacks it."""
     try:
-        from .viz import flow_to_color
+        from ..viz import flow_to_color
     except ImportError:
         mag = flow.float().norm(dim=1, keepdim=True)
         mag = mag / mag.amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)
@@ -475,7 +477,7 @@ def _flow_image(flow: torch.Tensor) -> torch.Tensor:
 def _gate_image(gates: torch.Tensor) -> torch.Tensor:
     """(N, 4C, H, W) gates in (-1, 1) -> (N, 3, 2H, 2W): per-direction channel means."""
     try:
-        from .viz import gates_to_image
+        from ..viz import gates_to_image
     except ImportError:
         n, c4, h, w = gates.shape
         g = ((gates.float().view(n, 4, c4 // 4, h, w).mean(2) + 1) / 2).clamp(0, 1)
@@ -490,8 +492,8 @@ def _log_images(writer: Any, step: int, batch: dict, vis: dict) -> None:
     def put(tag: str, image: torch.Tensor) -> None:
         writer.add_image(tag, image[0].detach().float().clamp(0, 1).cpu(), step)
 
-    put("images/blurry", batch["blur0"][:1])
-    put("images/sharp", batch["sharp0"][:1])
+    put("images/blurry", batch["frame_t"][:1])
+    put("images/sharp", batch["sharp_t"][:1])
     if vis["image"] is not None:
         put("images/output", vis["image"][:1])
     if vis["flows"]:
@@ -544,8 +546,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
     """Train a FlowDeblurNet as ``config`` says; returns a summary of the run.
 
     Args:
-        config: a validated :class:`~flowdeblur.config.TrainConfig`
-            (see :func:`flowdeblur.config.load_config`).
+        config: a validated :class:`~flowdeblur.training.config.TrainConfig`
+            (see :func:`flowdeblur.training.config.load_config`).
         resume: continue from the newest checkpoint in ``config.run_dir`` (model, optimiser,
             schedule, RNG and data-stream state, step) instead of starting afresh.
     Returns:
@@ -759,7 +761,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
                 break
         weights = None
         if master and interrupted is None:
-            from .weights import save_weights
+            from ..weights import save_weights
 
             weights = run_dir / "weights.safetensors"
             save_weights(model, weights, dtype=config.export_dtype,
@@ -812,7 +814,7 @@ def export_weights_from_checkpoint(
     checkpoint: str | os.PathLike, output: str | os.PathLike, *, dtype: str = "fp32"
 ) -> Path:
     """Write the model weights of a training checkpoint as a safetensors weights file."""
-    from .weights import save_weights
+    from ..weights import save_weights
 
     state = load_checkpoint(checkpoint)
     model = FlowDeblurNet(state["config"]["model"]["variant"])

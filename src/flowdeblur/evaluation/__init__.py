@@ -1,0 +1,1 @@
+"""Evaluation: metrics, dataset protocols, flow end-point error and the classical baseline."""

@@ -1,0 +1,1 @@
+"""Deblurring frames, images and videos with a trained network."""

@@ -1,0 +1,1 @@
+"""Where and how the network runs: device, precision and the fast inference path."""

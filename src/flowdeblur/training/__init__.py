@@ -1,0 +1,1 @@
+"""Training: typed configs, the loop, losses (Eq. 14) and checkpoints."""
