@@ -1,9 +1,22 @@
-"""Shared test fixtures."""
+"""Shared test fixtures and the ``gpu`` marker.
+
+Tests that need CUDA carry ``@pytest.mark.gpu`` and nothing else: the hook below skips them on
+machines without CUDA, so ``pytest -m gpu`` selects every GPU test there is.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

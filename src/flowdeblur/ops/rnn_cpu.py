@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from .spatial_rnn import check_rnn_inputs
+from .rnn_contract import check_rnn_inputs
 
 try:
     import numba

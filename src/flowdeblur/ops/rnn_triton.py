@@ -57,7 +57,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .spatial_rnn import check_rnn_inputs
+from .rnn_contract import check_rnn_inputs
 
 # --------------------------------------------------------------------------------------------
 # Triton kernels

@@ -18,6 +18,12 @@ from collections.abc import Callable
 
 import torch
 
+from . import rnn_cpu
+from .rnn_contract import check_rnn_inputs
+from .rnn_cpu import spatial_rnn_cpu
+from .rnn_reference import spatial_rnn_reference
+from .rnn_torch import spatial_rnn_torch
+
 BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
 
 _warned: set[str] = set()
@@ -31,22 +37,21 @@ def _warn_once(key: str, message: str) -> None:
 
 def _load(backend: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if backend == "reference":
-        from .rnn_reference import spatial_rnn_reference
-
         return spatial_rnn_reference
     if backend == "torch":
-        from .rnn_torch import spatial_rnn_torch
-
         return spatial_rnn_torch
     if backend == "cpu":
-        from .rnn_cpu import spatial_rnn_cpu
-
         return spatial_rnn_cpu
     if backend == "triton":
-        from .rnn_triton import spatial_rnn_triton
-
-        return spatial_rnn_triton
+        return _triton().spatial_rnn_triton
     raise ValueError(f"unknown spatial_rnn backend {backend!r}; choose one of {BACKENDS}")
+
+
+def _triton():
+    """The Triton backend module; imported on first use because triton is optional."""
+    from . import rnn_triton
+
+    return rnn_triton
 
 
 def backend_available(backend: str, device: torch.device | str = "cpu") -> bool:
@@ -55,19 +60,13 @@ def backend_available(backend: str, device: torch.device | str = "cpu") -> bool:
     if backend in ("reference", "torch"):
         return True
     if backend == "cpu":
-        if device.type != "cpu":
-            return False
-        try:
-            from . import rnn_cpu
-        except ImportError:
-            return False
-        return rnn_cpu.is_available()
+        return device.type == "cpu" and rnn_cpu.is_available()
     if backend == "triton":
         try:
-            from . import rnn_triton
-        except ImportError:
+            triton_backend = _triton()
+        except ImportError:  # triton is an optional dependency
             return False
-        return rnn_triton.is_available(device)
+        return triton_backend.is_available(device)
     return False
 
 
@@ -87,25 +86,6 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
         "using the slower vectorised 'torch' backend",
     )
     return "torch"
-
-
-def check_rnn_inputs(x: torch.Tensor, w: torch.Tensor) -> None:
-    """Raise ValueError unless x is (N, C, H, W) and w is (N, 4C, H, W) on the same device.
-
-    Every backend's public function calls this, so a wrong call fails the same way on all.
-    """
-    if x.dim() != 4 or w.dim() != 4:
-        raise ValueError(
-            f"spatial_rnn expects 4-D x and w, got {tuple(x.shape)} and {tuple(w.shape)}"
-        )
-    n, c, h, wd = x.shape
-    if tuple(w.shape) != (n, 4 * c, h, wd):
-        raise ValueError(
-            f"spatial_rnn: gates must have shape (N, 4C, H, W) = {(n, 4 * c, h, wd)}, "
-            f"got {tuple(w.shape)}"
-        )
-    if x.device != w.device:
-        raise ValueError(f"spatial_rnn: x on {x.device} but w on {w.device}")
 
 
 def spatial_rnn(x: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
