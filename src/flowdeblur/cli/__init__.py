@@ -7,28 +7,17 @@ the parser, calls the chosen subcommand and turns user mistakes into one clear l
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from .. import __version__
 from ..errors import UserError
-from . import info
+from . import bench, deblur, demo, import_release, info, synth, train
+from . import eval as eval_command
 from .common import one_line_warnings
 
-#: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = [info]
-
-
-def _optional_commands() -> list:
-    """Subcommands whose modules may not exist yet in a partial checkout."""
-    import importlib
-
-    found = []
-    for name in ("deblur", "demo", "train", "eval", "synth", "bench", "import_release"):
-        try:
-            found.append(importlib.import_module(f"{__name__}.{name}"))
-        except ModuleNotFoundError as e:
-            if e.name != f"{__name__}.{name}":
-                raise
-    return found
+#: The subcommands, in the order ``--help`` lists them.
+COMMANDS = (deblur, demo, train, eval_command, synth, bench, import_release, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,17 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="flowdeblur",
         description="Remove motion blur from videos with optical-flow-guided spatial RNNs.",
     )
-    parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--version", action="version", version=f"flowdeblur {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in _optional_commands() + COMMANDS:
+    for module in COMMANDS:
         module.add_parser(sub)
     return parser
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return f"flowdeblur {__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of our output went away (e.g. `flowdeblur info | head`): not an error of
         # ours. Point stdout at devnull so the interpreter's final flush does not fail again.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
 
