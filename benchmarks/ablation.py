@@ -48,15 +48,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
+import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import yaml
+from safetensors.torch import save_file
 
 from flowdeblur.data.synthetic import SceneConfig
 from flowdeblur.errors import UserError
@@ -67,11 +68,16 @@ from flowdeblur.evaluation.flow_epe import (
     motorcycle_epe,
 )
 from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim
-from flowdeblur.inference.deblur import resolve_device
+from flowdeblur.media.atomic import atomic_file, atomic_write_text
 from flowdeblur.models import FlowDeblurNet, count_parameters
-from flowdeblur.training.checkpoint import list_checkpoints
+from flowdeblur.runtime import Runtime
+from flowdeblur.training.checkpoint import (
+    TrainingDiverged,
+    export_weights_from_checkpoint,
+    list_checkpoints,
+)
 from flowdeblur.training.config import TrainConfig, load_config, to_dict
-from flowdeblur.training.loop import TrainingDiverged, export_weights_from_checkpoint, train
+from flowdeblur.training.loop import train
 from flowdeblur.weights import load_weights, read_weights
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,18 +118,6 @@ class Stop(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_json(path: Path) -> dict | None:
@@ -224,19 +218,19 @@ def run_training(config: TrainConfig, *, deadline: float | None) -> Path | None:
     if (run_dir / "diverged.json").is_file():
         return None
     ckpts = list_checkpoints(run_dir)
-    if ckpts and ckpts[-1][0] >= config.steps:  # killed between the last checkpoint and export
-        export_weights_from_checkpoint(ckpts[-1][1], weights)
+    if ckpts and ckpts[-1].step >= config.steps:  # killed between the last checkpoint and export
+        export_weights_from_checkpoint(ckpts[-1].path, weights)
         return weights
     if deadline is not None and time.time() > deadline:
         raise Stop("time budget reached")
     timing_path = run_dir / "timing.json"
     timing = _read_json(timing_path) or {"seconds": 0.0, "steps": 0}
-    start_step = ckpts[-1][0] if ckpts else 0
+    start_step = ckpts[-1].step if ckpts else 0
     t0 = time.perf_counter()
     try:
         summary = train(config, resume=bool(ckpts))
     except TrainingDiverged as e:
-        _write_atomic(run_dir / "diverged.json", json.dumps({"error": str(e)}))
+        atomic_write_text(run_dir / "diverged.json", json.dumps({"error": str(e)}))
         print(f"ablation: {run_dir.name} diverged: {e}", flush=True)
         return None
     finally:
@@ -245,7 +239,7 @@ def run_training(config: TrainConfig, *, deadline: float | None) -> Path | None:
     seconds = time.perf_counter() - t0
     timing = {"seconds": timing["seconds"] + seconds,
               "steps": timing["steps"] + summary["final_step"] - start_step}
-    _write_atomic(timing_path, json.dumps(timing))
+    atomic_write_text(timing_path, json.dumps(timing))
     if summary["interrupted"]:
         raise Stop(f"{run_dir.name} interrupted by {summary['interrupted']}")
     return weights
@@ -259,8 +253,6 @@ def flownet_init(stage1: TrainConfig, weights: Path, path: Path) -> Path:
     changed tensors lets each stage-2 seed initialise the rest itself (as ``train`` does:
     ``torch.manual_seed(seed)`` then the constructor), so seeds differ in more than data order.
     """
-    from safetensors.torch import save_file
-
     if path.is_file() and (not weights.is_file()
                            or path.stat().st_mtime >= weights.stat().st_mtime):
         return path
@@ -271,15 +263,9 @@ def flownet_init(stage1: TrainConfig, weights: Path, path: Path) -> Path:
             if k.startswith("flownet.") and not torch.equal(v, fresh[k].to(v.dtype))}
     if not keep:
         raise UserError(f"{weights}: stage 1 changed no flow-network tensor")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         save_file(keep, tmp, metadata={"format": "flowdeblur-partial",
                                        "source": str(weights), "tensors": str(len(keep))})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -313,17 +299,18 @@ def _cached(path: Path, weights: Path, spec: dict) -> dict | None:
     return saved
 
 
-def score_model(model: FlowDeblurNet | None, heldout: list[dict], device: torch.device) -> dict:
+def score_model(model: FlowDeblurNet | None, heldout: list[dict], runtime: Runtime) -> dict:
     """PSNR/SSIM (8-bit outputs) on the held-out set; ``model=None`` scores the blurry input.
-    With a flow network, also its flow EPE on the same set."""
+    With a flow network, also its flow EPE on the same set. The network runs through
+    ``runtime`` (resolved for reporting: fp32)."""
+    forward = runtime.prepare(model) if model is not None else None
     ps, ss = [], []
     for b in heldout:
-        frame_t, sharp = b["frame_t"].to(device), b["sharp_t"].to(device)
-        if model is None:
+        frame_t, sharp = b["frame_t"].to(runtime.device), b["sharp_t"].to(runtime.device)
+        if forward is None:
             out = frame_t
         else:
-            with torch.no_grad():
-                out = model(frame_t, b["frame_next"].to(device), b["frame_prev"].to(device)).image
+            out = forward(frame_t, b["frame_next"], b["frame_prev"]).image
         out = quantize_8bit(out.float())
         ps.append(psnr(out, sharp).cpu())
         ss.append(ssim(out, sharp).cpu())
@@ -333,13 +320,13 @@ def score_model(model: FlowDeblurNet | None, heldout: list[dict], device: torch.
     return result
 
 
-def score_run(weights: Path, heldout: list[dict], spec: dict, device: torch.device) -> dict:
+def score_run(weights: Path, heldout: list[dict], spec: dict, runtime: Runtime) -> dict:
     path = weights.with_name("score.json")
     score = _cached(path, weights, spec)
     if score is None:
-        model = load_weights(weights).to(device).eval()
-        score = {**score_model(model, heldout, device), "heldout": spec}
-        _write_atomic(path, json.dumps(score, indent=1))
+        model = load_weights(weights).to(runtime.device).eval()
+        score = {**score_model(model, heldout, runtime), "heldout": spec}
+        atomic_write_text(path, json.dumps(score, indent=1))
     return score
 
 
@@ -352,7 +339,7 @@ def stage1_flow_report(weights: Path, heldout: list[dict], spec: dict, device: t
         report = {"synthetic": flow_epe(model, heldout),
                   "motorcycle": motorcycle_epe(model, scale=scale),
                   "heldout": {**spec, "motorcycle_scale": scale}}
-        _write_atomic(path, json.dumps(report, indent=1))
+        atomic_write_text(path, json.dumps(report, indent=1))
     return report
 
 
@@ -489,97 +476,149 @@ def markdown(meta: dict, summary: dict, blurry: dict | None, stage1: dict,
 # The protocol
 
 
-def run_protocol(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    deadline = time.time() + args.budget_s if args.budget_s else None
-    device = resolve_device(args.device)
-    variants = _parse_variants(args.variants)
-    seeds = _parse_seeds(args.seeds)
-    # Every config up front: typos in --set and runs of another protocol in --out fail
-    # before any training starts.
-    own_bidir = args.bidirectional_stage1 == "own"
-    s1_needed = set()
-    for v in variants:
-        if ARMS[v].variant == "bidirectional" and own_bidir:
-            s1_needed.add("bidirectional")
-        elif ARMS[v].variant != "no_rnn":
-            s1_needed.add("full")
-    stage1 = {v: stage1_config(args, v) for v in sorted(s1_needed)}
+class PlannedRun(NamedTuple):
+    """One stage-2 training run of the protocol."""
+
+    name: str  # ARMS key
+    seed: int
+    config: TrainConfig
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every training run of the protocol, configured before any of them starts."""
+
+    stage1: dict[str, TrainConfig]  # flow-network variant -> its stage-1 run
+    inits: dict[str, Path]  # flow-network variant -> that stage 1's flownet_init.safetensors
+    runs: list[PlannedRun]  # seed-major: an early stop leaves whole seeds
+
+
+@dataclass
+class Results:
+    """What the protocol has measured so far (written out even when it stops early)."""
+
+    runs: dict[str, dict[int, dict | None]]  # variant -> seed -> score (None: diverged)
+    heldout: list[dict] | None = None
+    stage1: dict[str, dict] = field(default_factory=dict)  # flow-network variant -> report
+    timings: dict[str, dict | None] = field(default_factory=dict)  # run folder -> timing.json
+
+
+def _stage1_source(arm: Arm, own_bidirectional: bool) -> str | None:
+    """The stage-1 flow network a variant starts from (None: it has no flow network)."""
+    if arm.variant == "bidirectional" and own_bidirectional:
+        return "bidirectional"
+    return None if arm.variant == "no_rnn" else "full"
+
+
+def make_plan(args: argparse.Namespace, variants: list[str], seeds: list[int]) -> Plan:
+    """Every config up front: typos in --set and runs of another protocol in --out fail
+    before any training starts."""
+    own = args.bidirectional_stage1 == "own"
+    needed = {_stage1_source(ARMS[v], own) for v in variants} - {None}
+    stage1 = {v: stage1_config(args, v) for v in sorted(needed)}
     inits = {v: Path(c.run_dir) / "flownet_init.safetensors" for v, c in stage1.items()}
-    plan = []  # (variant key, seed, config), seed-major: an early stop leaves whole seeds
+    runs = []
     for seed in seeds:
         for name in variants:
-            arm = ARMS[name]
-            init = None
-            if arm.variant == "bidirectional" and own_bidir:
-                init = inits["bidirectional"]
-            elif arm.variant != "no_rnn":
-                init = inits["full"]
-            plan.append((name, seed, stage2_config(args, name, seed, init)))
-    for config in [*stage1.values(), *(c for _, _, c in plan)]:
+            source = _stage1_source(ARMS[name], own)
+            init = inits[source] if source is not None else None
+            runs.append(PlannedRun(name, seed, stage2_config(args, name, seed, init)))
+    for config in [*stage1.values(), *(r.config for r in runs)]:
         _check_same_protocol(config, Path(config.run_dir))
+    return Plan(stage1, inits, runs)
 
-    heldout: list[dict] | None = None
-    stage1_reports: dict[str, dict] = {}
-    runs: dict[str, dict[int, dict | None]] = {v: {} for v in variants}
-    meta = {"stage1_steps": args.stage1_steps, "steps": args.steps, "batch": args.batch,
+
+def run_stage1(args: argparse.Namespace, plan: Plan, spec: dict, results: Results,
+               runtime: Runtime, deadline: float | None) -> None:
+    """Train (or find done) each stage 1, then score its flow network."""
+    for variant, config in plan.stage1.items():
+        run_dir = Path(config.run_dir)
+        report = _cached(run_dir / "flow_epe.json", run_dir / "weights.safetensors",
+                         {**spec, "motorcycle_scale": args.scale})
+        if report is None or not plan.inits[variant].is_file():
+            weights = run_training(config, deadline=deadline)
+            if weights is None:
+                raise UserError(f"stage 1 ({variant}) diverged; see {run_dir}")
+            flownet_init(config, weights, plan.inits[variant])
+            report = stage1_flow_report(weights, results.heldout, spec, runtime.device,
+                                        args.scale)
+        results.stage1[variant] = report
+        results.timings[f"stage1_{variant}"] = _read_json(run_dir / "timing.json")
+
+
+def run_stage2(plan: Plan, spec: dict, results: Results, runtime: Runtime,
+               deadline: float | None) -> None:
+    """Train (or find done) each variant x seed, then score it on the held-out set."""
+    for name, seed, config in plan.runs:
+        run_dir = Path(config.run_dir)
+        score = _cached(run_dir / "score.json", run_dir / "weights.safetensors", spec)
+        weights = None
+        if score is None:
+            weights = run_training(config, deadline=deadline)
+        if score is None and weights is None:
+            results.runs[name][seed] = None
+        else:
+            score = score or score_run(weights, results.heldout, spec, runtime)
+            results.runs[name][seed] = {k: v for k, v in score.items() if k != "heldout"}
+            print(f"ablation: {name} seed {seed}: PSNR {score['psnr']:.2f} dB, SSIM "
+                  f"{score['ssim']:.4f}", flush=True)
+        results.timings[f"{name}_seed{seed}"] = _read_json(run_dir / "timing.json")
+
+
+def protocol_meta(args: argparse.Namespace, variants: list[str], seeds: list[int],
+                  runtime: Runtime) -> dict:
+    """The settings that define this protocol's results (saved in ablation.json)."""
+    return {"stage1_steps": args.stage1_steps, "steps": args.steps, "batch": args.batch,
             "crop": args.crop, "seeds": seeds, "variants": variants,
             "heldout_samples": args.heldout_samples,
             "heldout_size": args.heldout_size or args.crop, "heldout_seed": HELDOUT_SEED,
             "stage2_config": str(STAGE2_CONFIG.relative_to(REPO)), "set": list(args.set),
             "stage1_config": str(STAGE1_CONFIG.relative_to(REPO)),
             "stage1_set": list(args.stage1_set), "stage1_seed": args.stage1_seed,
-            "bidirectional_stage1": args.bidirectional_stage1, "device": str(device)}
-    timings: dict[str, dict] = {}
+            "bidirectional_stage1": args.bidirectional_stage1, "device": str(runtime.device)}
+
+
+def write_results(args: argparse.Namespace, meta: dict, results: Results, complete: bool,
+                  runtime: Runtime) -> None:
+    """ablation.json and ablation.md in --out (and the --export copy); prints the table."""
+    out: Path = args.out
+    summary = summarize({v: r for v, r in results.runs.items() if r})
+    params = {v: count_parameters(FlowDeblurNet(ARMS[v].variant)) for v in meta["variants"]}
+    blurry = score_model(None, results.heldout, runtime) if results.heldout is not None else None
+    table = markdown(meta, summary, blurry, results.stage1, params, complete, results.timings)
+    result = {"meta": meta, "complete": complete, "runs": {
+        v: {str(s): r for s, r in by_seed.items()} for v, by_seed in results.runs.items()},
+        "summary": summary, "blurry_input": blurry, "stage1_flow": results.stage1,
+        "params": params, "timings": results.timings, "ordering": ordering_check(summary)}
+    atomic_write_text(out / "ablation.json", json.dumps(result, indent=1))
+    atomic_write_text(out / "ablation.md", table)
+    if args.export:
+        export_state(out, Path(args.export))
+    print(table, flush=True)
+
+
+def run_protocol(args: argparse.Namespace) -> int:
+    args.out.mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + args.budget_s if args.budget_s else None
+    # Scores are figures the project reports: fp32, whatever the device.
+    runtime = Runtime.resolve(args.device, purpose="report")
+    variants = _parse_variants(args.variants)
+    seeds = _parse_seeds(args.seeds)
+    plan = make_plan(args, variants, seeds)
+    meta = protocol_meta(args, variants, seeds, runtime)
+    results = Results(runs={v: {} for v in variants})
     complete = False
     message = ""
     try:
-        spec = heldout_spec(args, plan[0][2])
-        heldout = heldout_set(spec)
-        for variant, config in stage1.items():
-            run_dir = Path(config.run_dir)
-            report = _cached(run_dir / "flow_epe.json", run_dir / "weights.safetensors",
-                             {**spec, "motorcycle_scale": args.scale})
-            if report is None or not inits[variant].is_file():
-                weights = run_training(config, deadline=deadline)
-                if weights is None:
-                    raise UserError(f"stage 1 ({variant}) diverged; see {run_dir}")
-                flownet_init(config, weights, inits[variant])
-                report = stage1_flow_report(weights, heldout, spec, device, args.scale)
-            stage1_reports[variant] = report
-            timings[f"stage1_{variant}"] = _read_json(run_dir / "timing.json")
-        for name, seed, config in plan:
-            run_dir = Path(config.run_dir)
-            score = _cached(run_dir / "score.json", run_dir / "weights.safetensors", spec)
-            weights = None
-            if score is None:
-                weights = run_training(config, deadline=deadline)
-            if score is None and weights is None:
-                runs[name][seed] = None
-            else:
-                score = score or score_run(weights, heldout, spec, device)
-                runs[name][seed] = {k: v for k, v in score.items() if k != "heldout"}
-                print(f"ablation: {name} seed {seed}: PSNR {score['psnr']:.2f} dB, SSIM "
-                      f"{score['ssim']:.4f}", flush=True)
-            timings[f"{name}_seed{seed}"] = _read_json(Path(config.run_dir) / "timing.json")
+        spec = heldout_spec(args, plan.runs[0].config)
+        results.heldout = heldout_set(spec)
+        run_stage1(args, plan, spec, results, runtime, deadline)
+        run_stage2(plan, spec, results, runtime, deadline)
         complete = True
     except Stop as e:
         message = f"ablation: stopped early ({e}); run the same command again to continue"
     finally:
-        summary = summarize({v: r for v, r in runs.items() if r})
-        params = {v: count_parameters(FlowDeblurNet(ARMS[v].variant)) for v in variants}
-        blurry = score_model(None, heldout, device) if heldout is not None else None
-        table = markdown(meta, summary, blurry, stage1_reports, params, complete, timings)
-        result = {"meta": meta, "complete": complete, "runs": {
-            v: {str(s): r for s, r in by_seed.items()} for v, by_seed in runs.items()},
-            "summary": summary, "blurry_input": blurry, "stage1_flow": stage1_reports,
-            "params": params, "timings": timings, "ordering": ordering_check(summary)}
-        _write_atomic(out / "ablation.json", json.dumps(result, indent=1))
-        _write_atomic(out / "ablation.md", table)
-        if args.export:
-            export_state(out, Path(args.export))
-        print(table, flush=True)
+        write_results(args, meta, results, complete, runtime)
         if message:
             print(message, flush=True)
     return 0 if complete else EXIT_INCOMPLETE
@@ -594,8 +633,6 @@ def export_state(out: Path, dest: Path) -> None:
     """Copy the tables and every run's small state files (no weights, no checkpoints) to
     ``dest``; ``--out`` pointing at such a copy continues the protocol (runs with a score are
     done, a stage 1 with its flownet_init is done)."""
-    import shutil
-
     dest.mkdir(parents=True, exist_ok=True)
     for name in ("ablation.json", "ablation.md"):
         if (out / name).is_file():

@@ -2,8 +2,8 @@
 
 Scores the finest flow of the weights' flow network (e.g. the stage-1 weights of
 configs/flow_pretrain.yaml) on held-out synthetic scenes and on the real Middlebury
-motorcycle stereo pair that ships with scikit-image (see src/flowdeblur/evaluation/flow_epe.py for
-both protocols), and prints a markdown table:
+motorcycle stereo pair that ships with scikit-image (see src/flowdeblur/evaluation/flow_epe.py
+for both protocols), and prints a markdown table:
 
     python benchmarks/flow_epe.py --weights runs/flow_pretrain/weights.safetensors \
         [--samples 64] [--size 256] [--config configs/flow_pretrain.yaml] \
@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
 
 import torch
 
@@ -29,7 +26,8 @@ from flowdeblur.evaluation.flow_epe import (
     motorcycle_epe,
     synthetic_epe,
 )
-from flowdeblur.inference.deblur import resolve_device
+from flowdeblur.media.atomic import atomic_write_text
+from flowdeblur.runtime import resolve_device
 from flowdeblur.training.config import load_config
 from flowdeblur.weights import load_weights
 
@@ -81,12 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(markdown(report))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=1)
-        os.replace(tmp, path)
+        atomic_write_text(args.json, json.dumps(report, indent=1))
     return 0
 
 

@@ -79,6 +79,7 @@ def test_every_variant_of_table_iv_is_planned():
     assert ablation.ARMS["no_flow_loss"].flow_loss is False
 
 
+@pytest.mark.slow
 def test_bad_options_fail_with_one_line(tmp_path):
     r = _run("--variants", "full,nope", "--out", str(tmp_path / "a"), timeout=120)
     assert r.returncode == 2
@@ -88,6 +89,7 @@ def test_bad_options_fail_with_one_line(tmp_path):
     assert r.returncode == 2 and "optim.lr" in r.stderr
 
 
+@pytest.mark.slow
 def test_budget_stops_before_training_and_says_so(tmp_path):
     out = tmp_path / "abl"
     r = _run("--quick", "--budget-s", "1e-9", "--out", str(out), timeout=300)

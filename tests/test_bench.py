@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,14 +18,26 @@ from flowdeblur.apps.bench import (
     Timing,
     TrainResult,
     format_report,
-    peak_fp32_tflops,
     time_callable,
 )
 from flowdeblur.cli import main
 from flowdeblur.cli.bench import parse_size
 from flowdeblur.errors import UserError
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+cuda = pytest.mark.gpu  # skipped without CUDA by tests/conftest.py
+
+DATASHEETS = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_datasheets.py"
+
+
+def _load_datasheets():
+    spec = importlib.util.spec_from_file_location("gpu_datasheets", DATASHEETS)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # NamedTuple looks its module up while building
+    spec.loader.exec_module(module)
+    return module
+
+
+peak_fp32_tflops = _load_datasheets().peak_fp32_tflops
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,6 +87,7 @@ def test_quick_bench_prints_table_with_parameters_and_ratio(capsys, tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))  # nothing half-written left behind
 
 
+@pytest.mark.slow
 def test_quick_bench_train_step(capsys):
     rc = main(["bench", "--quick", "--device", "cpu", "--train", "--rnn-backend", "torch",
                "--precision", "bf16"])
@@ -143,7 +159,7 @@ def test_time_callable_reports_the_median(monkeypatch):
 
 
 def test_conv_flops_match_the_papers_network():
-    # NOTES.md: the Table I skeleton does about 191 GFLOP per padded 720p frame.
+    # docs/BENCHMARKS.md: the Table I skeleton does 191 GFLOP per padded 720p frame.
     gflop = bench.count_conv_gflop("full", (768, 1280))
     assert gflop is not None and 185 < gflop < 197
 
@@ -180,7 +196,8 @@ def _gpu_report(gpu: str = "NVIDIA H100 80GB HBM3") -> BenchReport:
 
 
 def test_report_figures_and_paper_comparison():
-    text = format_report(_gpu_report())
+    peak = peak_fp32_tflops("NVIDIA H100 80GB HBM3")  # as benchmarks/bench_model.py passes it
+    text = format_report(_gpu_report(), peak_tflops=peak.tflops, peak_part=peak.part)
     assert "Inference on cuda = NVIDIA H100 80GB HBM3," in text
     assert "191.0 GFLOP per forward" in text
     cells = _row(text, "cuda", "bf16", "cudagraphs")
@@ -196,6 +213,15 @@ def test_report_figures_and_paper_comparison():
     assert "4.5x per unit of hardware" in text
     # 191 GFLOP in 2.5 ms.
     assert "76.4 TFLOP/s achieved" in text
+
+
+def test_report_compares_per_unit_of_hardware_only_when_given_a_peak():
+    text = format_report(_gpu_report())
+    assert "per unit of hardware" in text and "pass --peak-tflops" in text
+    assert "x per unit of hardware" not in text and "Hardware basis" not in text
+    cpu_only = _gpu_report()
+    cpu_only.inference = [InferenceResult("cpu", "fp32", "eager", _timing(600.0), _timing(900.0))]
+    assert "Paper (Table III)" not in format_report(cpu_only, peak_tflops=66.9)
 
 
 def test_report_unknown_gpu_asks_for_peak():

@@ -17,7 +17,7 @@ import torch
 
 from flowdeblur.cli import main
 from flowdeblur.inference.deblur import deblur_frames, deblur_video
-from flowdeblur.media.video import VideoReader, VideoWriter, read_image, write_image
+from flowdeblur.media import VideoReader, VideoWriter, read_image, write_image
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.weights import load_weights, save_weights
 
@@ -348,7 +348,7 @@ def test_bad_input_is_one_line_nonzero_exit_and_writes_nothing(case, tmp_path, w
 
 
 def test_failure_midway_leaves_nothing(tmp_path, frames_dir, weights, monkeypatch):
-    import flowdeblur.media.video as fio
+    import flowdeblur.inference.outputs as fio
 
     calls = 0
     real = fio.write_image

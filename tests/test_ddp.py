@@ -43,6 +43,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_hold_identical_weights(tmp_path):
     run_dir = tmp_path / "run"
     mp.start_processes(_worker, args=(2, _free_port(), str(run_dir), str(tmp_path)), nprocs=2,

@@ -11,7 +11,7 @@ import torch
 
 from flowdeblur.apps.demo import run_demo
 from flowdeblur.cli import main
-from flowdeblur.media.video import VideoReader, read_image
+from flowdeblur.media import VideoReader, read_image
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.weights import PRETRAINED, save_weights
 

@@ -20,7 +20,7 @@ from flowdeblur.evaluation.protocols import (
     evaluate_model,
     protocol_frames,
 )
-from flowdeblur.media.video import read_image, write_image
+from flowdeblur.media import read_image, write_image
 from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput
 from flowdeblur.weights import save_weights
 

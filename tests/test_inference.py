@@ -11,16 +11,15 @@ import torch
 from torch import nn
 
 from flowdeblur.errors import UserError
-from flowdeblur.inference.deblur import (
+from flowdeblur.inference import (
     check_tiling,
     deblur_frames,
     deblur_image_pair,
     deblur_tiled,
     default_tile_overlap,
-    precision_context,
-    resolve_device,
 )
 from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput
+from flowdeblur.runtime import Runtime
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -166,7 +165,9 @@ def test_batched_output_equals_one_at_a_time(model):
 def test_frames_match_the_network_called_directly(model):
     g = torch.Generator().manual_seed(3)
     frames = [torch.rand(3, 37, 53, generator=g) for _ in range(3)]  # odd sizes: padded inside
-    outputs = list(deblur_frames(model, frames, device="cpu"))
+    # Unrelated noise frames are scene cuts to the detector; this checks the plain pairing.
+    outputs = list(deblur_frames(model, frames, device="cpu", precision="fp32",
+                                 scene_cuts=False))
     with torch.no_grad():
         last = model(frames[2][None], frames[1][None]).image[0].clamp(0, 1)
         first = model(frames[0][None], frames[1][None]).image[0].clamp(0, 1)
@@ -275,9 +276,9 @@ def test_tiling_options_are_checked():
 
 def test_fp16_on_cpu_is_refused_and_unknown_precision_named():
     with pytest.raises(UserError, match="fp16 needs a CUDA device"):
-        precision_context("fp16", "cpu")
+        Runtime.resolve("cpu", "fp16")
     with pytest.raises(UserError, match="'fp8'"):
-        precision_context("fp8", "cpu")
+        Runtime.resolve("cpu", "fp8")
 
 
 def test_bf16_on_cpu_runs_and_returns_float32(model):
@@ -285,28 +286,27 @@ def test_bf16_on_cpu_runs_and_returns_float32(model):
     frames = [torch.rand(3, 32, 48, generator=g) for _ in range(2)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an RNN backend may say it falls back for bf16
-        fp32 = list(deblur_frames(model, frames, device="cpu"))
+        fp32 = list(deblur_frames(model, frames, device="cpu", precision="fp32"))
         bf16 = list(deblur_frames(model, frames, device="cpu", precision="bf16"))
     assert bf16[0].dtype == torch.float32
     assert psnr(bf16[0], fp32[0]) > 25  # bf16 keeps ~3 significant digits
 
 
 def test_devices_are_resolved_or_refused():
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert Runtime.resolve("cpu").device == torch.device("cpu")
+    assert Runtime.resolve("auto").device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(UserError, match="unknown device 'gpu0'"):
-        resolve_device("gpu0")
+        Runtime.resolve("gpu0")
     if not torch.cuda.is_available():
         with pytest.raises(UserError, match="CUDA is not available"):
-            resolve_device("cuda")
+            Runtime.resolve("cuda")
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_matches_cpu(model, smooth_pair, precision):
     a, b = smooth_pair
-    cpu = deblur_image_pair(model, a, b, device="cpu")
+    cpu = deblur_image_pair(model, a, b, device="cpu", precision="fp32")
     gpu = deblur_image_pair(model, a, b, device="cuda", precision=precision)
     model.to("cpu")
     assert gpu.device.type == "cpu" and gpu.dtype == torch.float32

@@ -159,7 +159,6 @@ def test_temporal_error_definition():
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_ssim_psnr_on_gpu_match_skimage():
     x, y = _pairs((3, 3, 64, 80), seed=8)
     ours = ssim(x.float().cuda(), y.float().cuda())

@@ -30,7 +30,7 @@ def test_storage_round_trip_is_exact():
     pool = ScenePool(scenes(), 3, 48)  # the same stream: the same 3 samples
     for key, value in rendered.items():
         back = pool.data[key].float()
-        if key.startswith(("blur", "sharp")):
+        if key.startswith(("frame", "sharp")):
             back = back / 255.0
         torch.testing.assert_close(back, value, rtol=0, atol=0, msg=key)
 

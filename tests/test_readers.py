@@ -9,7 +9,7 @@ import torch
 
 from flowdeblur.data.readers import DVD_TEST_VIDEOS, LAYOUTS, PairedFrames, find_sequences
 from flowdeblur.errors import UserError
-from flowdeblur.media.video import read_image, write_image
+from flowdeblur.media import read_image, write_image
 
 
 def _frame(value: int, size=(4, 6)) -> torch.Tensor:

@@ -42,9 +42,11 @@ interpreter_only = pytest.mark.skipif(
     reason="needs kernels built under TRITON_INTERPRET=1; run by "
     "test_interpreter_suite_in_subprocess",
 )
-gpu_only = pytest.mark.skipif(
-    INTERPRETED or not torch.cuda.is_available(), reason="needs CUDA and compiled kernels"
-)
+def gpu_only(test):
+    """A test of the compiled kernels: marked gpu (skipped without CUDA by tests/conftest.py)
+    and skipped under the interpreter."""
+    interpreted = pytest.mark.skipif(INTERPRETED, reason="needs compiled kernels")
+    return pytest.mark.gpu(interpreted(test))
 
 # Largest allowed max|got - ref| / max(1, max|ref|), ref in float64 from the same rounded
 # inputs. bf16: the interpreter truncates fp32 -> bf16 (the GPU rounds to nearest), so its

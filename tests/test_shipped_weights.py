@@ -23,6 +23,7 @@ def test_shipped_weights_are_the_table_one_network_and_small():
     assert PRETRAINED.stat().st_size <= 20 * 2**20
 
 
+@pytest.mark.slow
 def test_shipped_weights_beat_the_blurry_input_on_held_out_scenes():
     torch.manual_seed(0)
     scenes = SyntheticScenes(SceneConfig(size=(128, 128), **SHIPPED_SCENES), seed=777_001)

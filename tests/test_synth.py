@@ -22,7 +22,7 @@ from flowdeblur.data.blur_synthesis import (
 )
 from flowdeblur.data.readers import PairedFrames, find_sequences
 from flowdeblur.errors import UserError
-from flowdeblur.media.video import VideoWriter, list_images, read_image, write_image
+from flowdeblur.media import VideoWriter, list_images, read_image, write_image
 
 
 def _np_srgb_to_linear(x: np.ndarray) -> np.ndarray:

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from flowdeblur.data import synthetic as syn
 from flowdeblur.data.synthetic import SceneConfig, SyntheticScenes, make_clip
+from flowdeblur.data.synthetic.draw import draw_scenes
+from flowdeblur.data.synthetic.geometry import layer_matrices
+from flowdeblur.data.synthetic.hashing import Draws
+from flowdeblur.data.synthetic.subframes import needed_subframes
 from flowdeblur.data.textures import EXCLUDED_FILES, PHOTO_FILES, skimage_data_dir, texture_bank
 from flowdeblur.errors import UserError
 from flowdeblur.ops import warp
@@ -133,10 +136,10 @@ def test_valid_mask_excludes_occlusions():
 def test_subframes_keep_every_step_within_a_pixel():
     """Consecutive sub-frames never move a visible point by more than max_subframe_step."""
     cfg = SceneConfig(size=(64, 80), max_camera_motion=24.0, max_object_motion=24.0)
-    draws = syn._Draws(3, np.arange(12))
-    sc = syn._draw_scenes(draws, cfg, t_ref=0.0, span=1.0)
+    draws = Draws(3, np.arange(12))
+    sc = draw_scenes(draws, cfg, t_ref=0.0, span=1.0)
     frames = np.array([0.0, 1.0])
-    need = syn._needed_subframes(sc, frames, cfg)  # (N, F)
+    need = needed_subframes(sc, frames, cfg)  # (N, F)
     assert need.max() > 5  # some real motion
     ys, xs = np.mgrid[0:64:4, 0:80:4]
     pts = np.stack([xs.ravel(), ys.ravel(), np.ones(xs.size)], 0)  # (3, P)
@@ -146,8 +149,8 @@ def test_subframes_keep_every_step_within_a_pixel():
             frac = (np.arange(s) + 0.5) / s - 0.5
             times = (f + sc.duty[n] * frac)[None]
             one = sc.take(np.array([n]))
-            mats = syn._layer_matrices(one, times)[0]  # (L+1, S, 3, 3)
-            mid = np.linalg.inv(syn._layer_matrices(one, np.array([[f]]))[0][:, 0])  # (L+1,3,3)
+            mats = layer_matrices(one, times)[0]  # (L+1, S, 3, 3)
+            mid = np.linalg.inv(layer_matrices(one, np.array([[f]]))[0][:, 0])  # (L+1,3,3)
             for layer in range(1 + int(sc.n_layers[n])):
                 layer_pts = mid[layer] @ pts  # points seen at the frame's mid-exposure
                 img = mats[layer] @ layer_pts  # (S, 3, P)
@@ -192,8 +195,8 @@ def test_scenes_do_not_depend_on_batch_split():
 
 def test_motion_magnitudes_span_still_to_large():
     cfg = SceneConfig(size=(32, 32), still_probability=0.2)
-    sc = syn._draw_scenes(syn._Draws(0, np.arange(400)), cfg, t_ref=0.0, span=1.0)
-    need = syn._needed_subframes(sc, np.array([0.0, 1.0]), cfg).max(1)
+    sc = draw_scenes(Draws(0, np.arange(400)), cfg, t_ref=0.0, span=1.0)
+    need = needed_subframes(sc, np.array([0.0, 1.0]), cfg).max(1)
     assert 0.1 < float(sc.still.mean()) < 0.3
     assert (need[sc.still] == 1).all()
     assert need.max() >= 20  # large blur happens
@@ -271,6 +274,7 @@ _COMPARE_RENDERERS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_numba_renderer_matches_torch_renderer():
     pytest.importorskip("numba")
     r = subprocess.run([sys.executable, "-c", _COMPARE_RENDERERS, "numba"],
@@ -278,6 +282,7 @@ def test_numba_renderer_matches_torch_renderer():
     assert r.returncode == 0 and "ok" in r.stdout, r.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_triton_renderer_matches_torch_renderer_in_interpreter():
     """The fused GPU kernel computes what the torch renderer does (run on the CPU by Triton's
     interpreter, in a child process: TRITON_INTERPRET is read when kernels are defined)."""
@@ -303,7 +308,7 @@ def assert_same_batch(ref: dict, out: dict, tol: float = 1e-3) -> None:
         assert float(diff.max()) < tol, (k, float(diff.max()))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_gpu_renderers_agree_and_are_deterministic():
     kw = dict(size=(64, 64), max_layers=3, noise_std=(0.0, 0.0), quantize=False,
               three_frames=True)

@@ -16,8 +16,11 @@ import torch
 from flowdeblur.errors import UserError
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.training import loop as T
+from flowdeblur.training.batches import TrainingBatches
 from flowdeblur.training.checkpoint import (
+    TrainingDiverged,
     checkpoint_path,
+    export_weights_from_checkpoint,
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
@@ -25,6 +28,10 @@ from flowdeblur.training.checkpoint import (
     save_checkpoint,
 )
 from flowdeblur.training.config import load_config
+from flowdeblur.training.objective import StepLoss
+from flowdeblur.training.run_log import log_images
+from flowdeblur.training.schedule import learning_rate
+from flowdeblur.training.setup import load_init_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,16 +52,17 @@ def losses(run_dir: Path) -> list[dict]:
 
 def test_learning_rate_schedules(tmp_path):
     c = tiny(tmp_path, "steps=100", "optim.lr=1e-3")
-    assert T.learning_rate(0, c) == T.learning_rate(99, c) == 1e-3
+    assert learning_rate(0, c) == learning_rate(99, c) == 1e-3
     c = tiny(tmp_path, "steps=100", "optim.lr=1e-3", "schedule.kind=poly", "schedule.power=2")
-    assert T.learning_rate(0, c) == pytest.approx(1e-3)
-    assert T.learning_rate(50, c) == pytest.approx(1e-3 * 0.25)
-    assert T.learning_rate(100, c) == 0.0
+    assert learning_rate(0, c) == pytest.approx(1e-3)
+    assert learning_rate(50, c) == pytest.approx(1e-3 * 0.25)
+    assert learning_rate(100, c) == 0.0
     c = tiny(tmp_path, "steps=100", "optim.lr=1e-3", "schedule.warmup_steps=4")
-    assert [T.learning_rate(s, c) for s in range(5)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4,
+    assert [learning_rate(s, c) for s in range(5)] == pytest.approx([2.5e-4, 5e-4, 7.5e-4,
                                                                        1e-3, 1e-3])
 
 
+@pytest.mark.slow
 def test_run_writes_losses_checkpoints_and_weights(tmp_path):
     from flowdeblur.weights import load_weights
 
@@ -80,22 +88,52 @@ def test_run_writes_losses_checkpoints_and_weights(tmp_path):
     for k, v in loaded.state_dict().items():
         torch.testing.assert_close(v, trained[k].to(torch.bfloat16).float())
     # a checkpoint exports to the same weights (here fp32)
-    exported = T.export_weights_from_checkpoint(latest_checkpoint(run), tmp_path / "w.safetensors")
+    exported = export_weights_from_checkpoint(latest_checkpoint(run), tmp_path / "w.safetensors")
     for k, v in load_weights(exported).state_dict().items():
         torch.testing.assert_close(v, trained[k], rtol=0, atol=0)
     assert list((run / "tb").glob("events.out.tfevents.*"))
     assert (run / "config.yaml").is_file()
 
 
+class _Writer:
+    """Records what would go to TensorBoard."""
+
+    def __init__(self):
+        self.images = {}
+
+    def add_image(self, tag, image, step):
+        self.images[tag] = image
+
+
+def test_tensorboard_images_of_both_stages():
+    g = torch.Generator().manual_seed(0)
+    batch = {k: torch.rand(2, 3, 64, 64, generator=g) for k in ("frame_t", "sharp_t")}
+    batch["flow"] = torch.randn(2, 2, 64, 64, generator=g)
+    flows = [torch.randn(2, 2, 16, 16, generator=g)]
+    gates = [torch.rand(2, 16, 32, 32, generator=g) * 2 - 1]
+    joint = _Writer()
+    log_images(joint, 1, batch, {"image": batch["frame_t"], "flows": flows, "gates": gates})
+    assert set(joint.images) == {"images/blurry", "images/sharp", "images/output",
+                                 "flow/predicted", "flow/ground_truth", "gates/rnnw1"}
+    assert joint.images["flow/predicted"].shape == (3, 16, 16)
+    assert joint.images["gates/rnnw1"].shape == (3, 64, 64)  # 2x2 grid of the 4 directions
+    assert all(0 <= float(v.min()) and float(v.max()) <= 1 for v in joint.images.values())
+    flow_stage = _Writer()  # no deblurred image: no output, and the gates are not shown
+    log_images(flow_stage, 1, batch, {"image": None, "flows": flows, "gates": gates})
+    assert set(flow_stage.images) == {"images/blurry", "images/sharp", "flow/predicted",
+                                      "flow/ground_truth"}
+
+
 _CHILD = """
 import json, sys, time
 from flowdeblur.training import loop as T
+from flowdeblur.training.batches import TrainingBatches
 from flowdeblur.training.config import load_config
-fast_next = T.TrainingBatches.next
+fast_next = TrainingBatches.next
 def slow_next(self):
     time.sleep(0.2)  # leaves time to kill the run between steps
     return fast_next(self)
-T.TrainingBatches.next = slow_next
+TrainingBatches.next = slow_next
 T.train(load_config(None, json.loads(sys.argv[1])), resume="--resume" in sys.argv)
 """
 
@@ -123,6 +161,7 @@ def _lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.is_file() else 0
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_matches_uninterrupted_run(tmp_path):
     overrides = ["steps=8", "log.checkpoint_every=3"]
     reference = T.train(tiny(tmp_path, *overrides, run="reference"))
@@ -188,7 +227,7 @@ def default_sigint():
 
 def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch, default_sigint):
     config = tiny(tmp_path, "steps=6", "log.checkpoint_every=100")
-    fast_next = T.TrainingBatches.next
+    fast_next = TrainingBatches.next
     calls = []
 
     def next_then_interrupt(self):
@@ -197,7 +236,7 @@ def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch, default_sigin
             os.kill(os.getpid(), signal.SIGINT)  # handled: the step finishes, then it saves
         return fast_next(self)
 
-    monkeypatch.setattr(T.TrainingBatches, "next", next_then_interrupt)
+    monkeypatch.setattr(TrainingBatches, "next", next_then_interrupt)
     result = T.train(config)
     assert result["interrupted"] == "SIGINT" and result["final_step"] == 3
     assert latest_checkpoint(config.run_dir) == checkpoint_path(config.run_dir, 3)
@@ -208,7 +247,7 @@ def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch, default_sigin
 
 def test_second_sigint_stops_at_once(tmp_path, monkeypatch, default_sigint):
     config = tiny(tmp_path, "steps=6", "log.checkpoint_every=100")
-    fast_next = T.TrainingBatches.next
+    fast_next = TrainingBatches.next
     calls = []
 
     def next_then_interrupt_twice(self):
@@ -218,7 +257,7 @@ def test_second_sigint_stops_at_once(tmp_path, monkeypatch, default_sigint):
             os.kill(os.getpid(), signal.SIGINT)
         return fast_next(self)
 
-    monkeypatch.setattr(T.TrainingBatches, "next", next_then_interrupt_twice)
+    monkeypatch.setattr(TrainingBatches, "next", next_then_interrupt_twice)
     with pytest.raises(KeyboardInterrupt):
         T.train(config)
     assert list_checkpoints(config.run_dir) == []  # nothing saved, nothing half-written
@@ -233,14 +272,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     def poisoned(net, batch, cfg):
         loss, parts, vis = real(net, batch, cfg)
         calls.append(1)
-        if len(calls) == 1 + 5:  # the parameter probe, then steps 1..4 fine, step 5 NaN
+        if len(calls) == 5:  # steps 1..4 fine, step 5 NaN
             loss = loss * float("nan")
-        return loss, parts, vis
+        return StepLoss(loss, parts, vis)
 
     monkeypatch.setattr(T, "compute_loss", poisoned)
-    with pytest.raises(T.TrainingDiverged, match=r"nan at step 5.*step_00000004\.pt"):
+    with pytest.raises(TrainingDiverged, match=r"nan at step 5.*step_00000004\.pt"):
         T.train(config)
-    assert isinstance(T.TrainingDiverged("x"), UserError)
+    assert isinstance(TrainingDiverged("x"), UserError)
     assert [s for s, _ in list_checkpoints(config.run_dir)] == [2, 4]
     assert [r["step"] for r in losses(Path(config.run_dir))] == [1, 2, 3, 4]
 
@@ -302,6 +341,7 @@ def test_save_is_atomic_and_prune_keeps_newest(tmp_path, monkeypatch):
     assert load_checkpoint(latest_checkpoint(tmp_path))["step"] == 3
 
 
+@pytest.mark.slow
 def test_flow_stage_trains_only_the_flow_path(tmp_path):
     config = tiny(tmp_path, "stage=flow", "model.variant=full", "steps=2", "optim.lr=1e-4")
     torch.manual_seed(config.seed)
@@ -332,8 +372,8 @@ def test_init_weights_strict_and_partial(tmp_path):
     save_weights(source, path)
     target = FlowDeblurNet("single_frame")
     with pytest.raises(UserError):
-        T._load_init_weights(target, str(path), strict=True)
-    note = T._load_init_weights(target, str(path), strict=False)
+        load_init_weights(target, str(path), strict=True)
+    note = load_init_weights(target, str(path), strict=False)
     assert "tensors from" in note
     torch.testing.assert_close(target.flownet.conv2[0].weight, source.flownet.conv2[0].weight)
     conv1 = target.flownet.conv1[0].weight
@@ -366,7 +406,7 @@ def test_mixed_batches_resume_exactly(tmp_path, monkeypatch):
                   "data.real_fraction=0.5")
 
     def stream():
-        b = T.TrainingBatches(config, device=torch.device("cpu"), batch_size=4)
+        b = TrainingBatches(config, device=torch.device("cpu"), batch_size=4)
         return b
 
     first = stream()
@@ -405,7 +445,7 @@ def test_cli_debug_style_run(tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_cuda_bf16_autocast_run(tmp_path):
     config = tiny(tmp_path, "device=cuda", "amp=true", "model.variant=full", "steps=3",
                   "model.rnn_backend=auto", "data.batch_size=2")
@@ -417,7 +457,7 @@ def test_cuda_bf16_autocast_run(tmp_path):
 
 def test_real_dataset_on_disk_with_workers(tmp_path):
     readers = pytest.importorskip("flowdeblur.data.readers")
-    from flowdeblur.media.video import write_image
+    from flowdeblur.media import write_image
 
     g = torch.Generator().manual_seed(1)
     for seq in ("a", "b"):

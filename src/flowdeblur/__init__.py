@@ -1,6 +1,6 @@
 """flowdeblur: video deblurring from optical flow (Zhang et al., TCSVT 2021)."""
 
-from .inference.deblur import deblur_frames, deblur_image_pair, deblur_tiled, deblur_video
+from .inference import deblur_frames, deblur_image_pair, deblur_tiled, deblur_video
 from .models import FlowDeblurNet, FlowDeblurOutput, count_parameters
 from .ops import spatial_rnn, warp
 from .viz import flow_to_color

@@ -1,7 +1,7 @@
 """Pictures of what the network sees and makes: flow colour wheel, gate maps, side-by-side.
 
 Everything here takes and returns float tensors in [0, 1] (RGB, channels first), so the results
-go straight to :func:`flowdeblur.media.video.write_image` or a video writer.
+go straight to :func:`flowdeblur.media.write_image` or a :class:`~flowdeblur.media.VideoWriter`.
 """
 
 from __future__ import annotations

@@ -16,15 +16,23 @@ Modes: ``eager``; ``compile`` (``torch.compile``, default mode); ``cudagraphs``
 ``reduce-overhead``); ``graph`` (the eager forward captured in one CUDA graph, no compiler).
 The last two need CUDA.
 
+Every forward is the one ``flowdeblur deblur`` runs: :meth:`flowdeblur.runtime.Runtime.prepare`
+with the runtime each row names (purpose "report": fp32 unless a precision is asked for).
+
 Timing: on CUDA, ``torch.cuda.Event`` pairs around each call after a device sync (so each
 figure is one frame's latency, launch overhead included), median of ``repeats`` after
 ``warmup`` calls; on CPU, ``time.perf_counter`` likewise. The first call's wall time (compile,
 autotune, graph capture) is reported apart.
+
+The report says what was measured. Set beside the paper's Table III per unit of hardware only
+with a GPU's peak throughput (``--peak-tflops``): the data sheets of GPUs live with the
+benchmark scripts (benchmarks/gpu_datasheets.py), not in the package.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import gc
 import json
@@ -36,25 +44,25 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from .. import __version__
 from ..errors import UserError
-from ..models import FlowDeblurNet, SpatialRNN, count_parameters
-from ..models.network import PAD_MULTIPLE, VARIANTS
+from ..media.atomic import atomic_write_text
+from ..models import PAD_MULTIPLE, VARIANTS, FlowDeblurNet, SpatialRNN, count_parameters
 from ..ops import BACKENDS, backend_available, resolve_backend, spatial_rnn
-from ..runtime.fastpath import (
-    CUDAGRAPH_COMPILE_MODES,
-    PRECISIONS,
-    autocast_dtype,
-    default_channels_last,
-    prepare_for_inference,
-    resolve_device,
-    use_standin_rnn,
-)
+from ..runtime import PRECISIONS, Runtime, resolve_device, use_standin_rnn
+from ..runtime.fastpath import CUDAGRAPH_COMPILE_MODES
+from ..training.losses import eq14_loss
 
+#: Benchmark modes -> the runtime mode they time. "cudagraphs" is ``torch.compile`` in a mode
+#: that wraps the compiled graph in CUDA graphs (``graph_mode``).
 MODES = ("eager", "compile", "cudagraphs", "graph")
+RUNTIME_MODES = {"eager": "eager", "compile": "compile", "cudagraphs": "compile", "graph": "graph"}
 CUDA_ONLY_MODES = ("cudagraphs", "graph")
 
 #: The paper's figure (Table III): 0.20 s per 720x1280 frame on an NVIDIA Titan Xp.
@@ -62,26 +70,6 @@ PAPER_SECONDS_PER_FRAME = 0.20
 PAPER_GPU = "NVIDIA TITAN Xp"
 #: Titan Xp peak fp32: 3840 CUDA cores x 2 FLOP x 1.582 GHz boost = 12.1 TFLOP/s.
 PAPER_GPU_FP32_TFLOPS = 12.1
-
-#: Peak fp32 throughput WITHOUT tensor cores (TFLOP/s, boost clock, vendor data sheets), the
-#: basis for "speed-up per unit of hardware". Matched in order against the CUDA device name.
-PEAK_FP32_TFLOPS: list[tuple[str, str, float]] = [
-    ("H100 PCIe", "H100 PCIe", 51.2),
-    ("H100 NVL", "H100 NVL", 60.0),
-    ("H100", "H100 SXM", 66.9),  # "NVIDIA H100 80GB HBM3" is the SXM part
-    ("H200 NVL", "H200 NVL", 60.0),
-    ("H200", "H200 SXM", 66.9),
-    ("GH200", "GH200", 66.9),
-    ("A100", "A100", 19.5),
-    ("L40S", "L40S", 91.6),
-    ("L4", "L4", 30.3),
-    ("A10", "A10", 31.2),
-    ("V100", "V100 SXM2", 15.7),
-    ("T4", "T4", 8.1),
-    ("RTX 4090", "RTX 4090", 82.6),
-    ("RTX 3090", "RTX 3090", 35.6),
-    ("TITAN Xp", "TITAN Xp", 12.1),
-]
 
 #: (channels, downsampling factor) of the three RNN layers (d_rnn1..3, Table I).
 RNN_LAYERS = ((24, 2), (48, 4), (96, 8))
@@ -212,7 +200,7 @@ class BenchConfig:
     warmup: int | None = None
     rnn_backend: str = "auto"
     variant: str = "full"
-    channels_last: bool | None = None  # None: default_channels_last(device)
+    channels_last: bool | None = None  # None: the runtime's default (on for CUDA, off for CPU)
     graph_mode: str = "max-autotune"
     freeze: bool = False
     inference: bool = True
@@ -298,16 +286,14 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def _mode_kwargs(mode: str, graph_mode: str) -> dict:
-    if mode == "eager":
-        return {"compile": False}
-    if mode == "compile":
-        return {"compile": "default"}
-    if mode == "cudagraphs":
-        return {"compile": graph_mode}
-    if mode == "graph":
-        return {"compile": False, "cuda_graph": True}
-    raise UserError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+
+
+def _compile_mode(mode: str, graph_mode: str) -> str:
+    """The ``torch.compile`` mode a benchmark mode uses (where it compiles at all)."""
+    return graph_mode if mode == "cudagraphs" else "default"
 
 
 def _frames(batch: int, size: tuple[int, int], n: int, device: torch.device) -> list[torch.Tensor]:
@@ -334,12 +320,13 @@ def time_inference(
     graph_mode: str = "max-autotune",
     freeze: bool = False,
 ) -> Timing:
-    """Time one :func:`prepare_for_inference` forward of ``model`` on (batch, 3, *size) frames."""
+    """Time one forward of ``model`` on (batch, 3, *size) frames through the runtime's fast
+    path (:meth:`flowdeblur.runtime.Runtime.prepare`), as ``flowdeblur deblur`` runs it."""
+    _check_mode(mode)
     _reset_compiler()
-    fast = prepare_for_inference(
-        model, device=device, precision=precision, channels_last=channels_last,
-        freeze=freeze, **_mode_kwargs(mode, graph_mode),
-    )
+    runtime = Runtime.resolve(device, precision, RUNTIME_MODES[mode], purpose="report",
+                              channels_last=channels_last)
+    fast = runtime.prepare(model, compile_mode=_compile_mode(mode, graph_mode), freeze=freeze)
     frames = _frames(batch, size, max(1, model.in_frames), device)
     return time_callable(lambda: fast(*frames), device=device, repeats=repeats, warmup=warmup)
 
@@ -362,7 +349,7 @@ def time_rnn_layers(
     Forward only under ``no_grad``, or forward + backward with ``backward=True``.
     Returns the x shapes and one :class:`Timing` per layer.
     """
-    dtype = PRECISIONS[precision] or torch.float32
+    dtype = PRECISIONS[precision]
     g = torch.Generator().manual_seed(0)
     shapes, timings = [], []
     for c, s in RNN_LAYERS:
@@ -406,35 +393,30 @@ def time_train_step(
     decay 1e-6; fused on CUDA). ``compile``/``cudagraphs`` compile forward + loss (the backward
     comes from AOTAutograd); the optimizer step stays eager. ``graph`` is not supported here.
     """
-    import copy
-
-    from ..training.losses import eq14_loss
-
+    _check_mode(mode)
     if mode == "graph":
         raise UserError("mode 'graph' (manual CUDA graph capture) is for inference only")
-    kwargs = _mode_kwargs(mode, graph_mode)
-    amp = autocast_dtype(precision, device)
+    runtime = Runtime.resolve(device, precision, "eager", purpose="report",
+                              channels_last=channels_last)
     _reset_compiler()
     net = copy.deepcopy(model).to(device).train()
     for m in net.modules():  # pin "auto" outside the (possibly compiled) step
         if isinstance(m, SpatialRNN) and m.backend == "auto":
             m.backend = resolve_backend("auto", device)
-    if channels_last is None:
-        channels_last = default_channels_last(device)
-    if channels_last:
+    if runtime.channels_last:
         net.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-6,
                            fused=device.type == "cuda")
     frame_t, frame_next, sharp = _frames(batch, size, 3, device)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
+    layout = torch.channels_last if runtime.channels_last else torch.contiguous_format
 
     def loss_fn(frame_t, frame_next, sharp):
-        with torch.autocast(device.type, dtype=amp or torch.bfloat16, enabled=amp is not None):
+        with runtime.autocast():
             out = net(frame_t.contiguous(memory_format=layout),
                       frame_next.contiguous(memory_format=layout))
             return eq14_loss(out, frame_t, frame_next, sharp).total
 
-    compile_mode = kwargs["compile"]
+    compile_mode = _compile_mode(mode, graph_mode) if mode != "eager" else None
     graphs = compile_mode in CUDAGRAPH_COMPILE_MODES
     if compile_mode:
         loss_fn = torch.compile(loss_fn, mode=compile_mode, dynamic=False)
@@ -452,8 +434,6 @@ def time_train_step(
 
 def count_conv_gflop(variant: str, padded_size: tuple[int, int], batch: int = 1) -> float | None:
     """GFLOP of one forward with the stand-in RNN (convolutions, counted on the meta device)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     try:
         with torch.device("meta"):
             net = FlowDeblurNet(variant, rnn_backend="torch")
@@ -477,26 +457,14 @@ def _cpu_model() -> str:
 
 
 def _package_version(name: str) -> str | None:
-    from importlib import metadata
-
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
 
 
-def peak_fp32_tflops(gpu_name: str) -> tuple[str, float] | None:
-    """(part name, peak non-tensor fp32 TFLOP/s) for a CUDA device name, or None if unknown."""
-    for key, part, tflops in PEAK_FP32_TFLOPS:
-        if key.lower() in gpu_name.lower():
-            return part, tflops
-    return None
-
-
 def machine_info() -> dict:
     """CPU model and cores, GPU names, library versions: what the report's header says."""
-    from .. import __version__
-
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -526,30 +494,47 @@ def machine_info() -> dict:
 # ----------------------------------------------------------------------------- the run
 
 
-def _resolve_config(config: BenchConfig, device: torch.device) -> dict:
+@dataclass(frozen=True)
+class DevicePlan:
+    """What one device runs: :class:`BenchConfig` with that device's defaults filled in."""
+
+    precisions: tuple[str, ...]
+    modes: tuple[str, ...]
+    train_modes: tuple[str, ...]
+    repeats: int
+    warmup: int
+    train_precision: str
+    train_repeats: int
+    train_warmup: int
+    train_batch: int
+    train_size: tuple[int, int]
+
+
+def _plan(config: BenchConfig, device: torch.device) -> DevicePlan:
+    """The device's plan; UserError for a precision or mode it cannot run (before any timing)."""
     d = dict(DEFAULTS[device.type])
     if config.quick:
         d.update({k: v for k, v in QUICK.items() if k not in ("size",)})
     precisions = tuple(config.precisions) if config.precisions else d["precisions"]
     modes = tuple(config.modes) if config.modes else d["modes"]
     for p in precisions:
-        autocast_dtype(p, device)  # validates (fp16 on CPU is a UserError)
+        Runtime.resolve(device, p, purpose="report")  # fp16 on CPU is a UserError
     train_modes = tuple(config.train_modes) if config.train_modes else tuple(
         m for m in modes if m != "graph")
     for m in modes + train_modes:
-        _mode_kwargs(m, config.graph_mode)
-    return {
-        "precisions": precisions,
-        "modes": modes,
-        "train_modes": train_modes,
-        "repeats": config.repeats or d["repeats"],
-        "warmup": config.warmup if config.warmup is not None else d["warmup"],
-        "train_precision": config.train_precision or d["train_precision"],
-        "train_repeats": config.train_repeats or d["train_repeats"],
-        "train_warmup": d["train_warmup"],
-        "train_batch": QUICK["train_batch"] if config.quick else config.train_batch,
-        "train_size": QUICK["train_size"] if config.quick else config.train_size,
-    }
+        _check_mode(m)
+    return DevicePlan(
+        precisions=precisions,
+        modes=modes,
+        train_modes=train_modes,
+        repeats=config.repeats or d["repeats"],
+        warmup=config.warmup if config.warmup is not None else d["warmup"],
+        train_precision=config.train_precision or d["train_precision"],
+        train_repeats=config.train_repeats or d["train_repeats"],
+        train_warmup=d["train_warmup"],
+        train_batch=QUICK["train_batch"] if config.quick else config.train_batch,
+        train_size=tuple(QUICK["train_size"] if config.quick else config.train_size),
+    )
 
 
 def _standin_if(model: FlowDeblurNet, on: bool) -> contextlib.AbstractContextManager:
@@ -560,10 +545,8 @@ def _padded(size: tuple[int, int]) -> tuple[int, int]:
     return tuple(-(-s // PAD_MULTIPLE) * PAD_MULTIPLE for s in size)  # type: ignore[return-value]
 
 
-def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchReport:
-    """Run every measurement ``config`` asks for; failures of one configuration are recorded
-    in its row (``error``) and the run goes on. ``log`` receives one line per measurement."""
-    log = log or (lambda line: None)
+def _check_config(config: BenchConfig) -> tuple[int, int]:
+    """UserError for options no device can run; returns the frame size to time."""
     if config.variant not in VARIANTS:
         raise UserError(f"unknown variant {config.variant!r}; choose one of {sorted(VARIANTS)}")
     if config.rnn_backend not in BACKENDS:
@@ -574,16 +557,11 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     size = QUICK["size"] if config.quick else tuple(config.size)
     if min(size) < 1 or config.batch < 1:
         raise UserError(f"size and batch must be positive, got {size} and {config.batch}")
-    padded = _padded(size)
-    devices = []
-    for name in config.devices:
-        dev = resolve_device(name)
-        if dev not in devices:
-            devices.append(dev)
-    plans = {dev: _resolve_config(config, dev) for dev in devices}  # validate before timing
+    return size
 
-    torch.manual_seed(0)
-    model = FlowDeblurNet(config.variant, rnn_backend=config.rnn_backend)
+
+def _new_report(config: BenchConfig, model: FlowDeblurNet, size: tuple[int, int]) -> BenchReport:
+    padded = _padded(size)
     report = BenchReport(
         command=config.command,
         date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -599,114 +577,153 @@ def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None)
     if config.quick:
         report.notes.append(f"--quick: {size[0]}x{size[1]} frames and 1-2 repeats; a smoke "
                             "test of the command, not a measurement.")
+    return report
 
+
+def _set_up_device(report: BenchReport, config: BenchConfig, model: FlowDeblurNet,
+                   dev: torch.device, plan: DevicePlan) -> str:
+    """Pin the model's RNN backend for ``dev`` and note the device's facts; returns the backend."""
+    backend = resolve_backend(config.rnn_backend, dev)
+    if not backend_available(backend, dev):
+        raise UserError(f"spatial_rnn backend {backend!r} is not available on {dev.type}")
+    report.backends[dev.type] = backend
+    runtime = Runtime.resolve(dev, "fp32", purpose="report", channels_last=config.channels_last)
+    report.layouts[dev.type] = "channels_last" if runtime.channels_last else "NCHW"
+    model.set_rnn_backend(backend)
+    if dev.type == "cpu":
+        report.notes.append(
+            f"CPU: median of {plan.repeats} run(s) after {max(plan.warmup, 1)} warm-up "
+            f"(a frame takes seconds on few cores), {torch.get_num_threads()} torch threads;"
+            " torch.compile is left out unless --modes asks for it (slow to compile here).")
+    if dev.type == "cuda" and torch.backends.cudnn.allow_tf32:
+        report.notes.append("CUDA fp32 rows: cuDNN may use TF32 tensor cores for "
+                            "convolutions (torch.backends.cudnn.allow_tf32 = True, "
+                            "PyTorch's default).")
+    return backend
+
+
+def _time_pair(row: InferenceResult | TrainResult, names: tuple[str, str], model: FlowDeblurNet,
+               timer: Callable[[], Timing], log: Callable[[str], None]) -> None:
+    """Time with the stand-in RNN (``names[0]``), then the real one (``names[1]``), into
+    ``row``; a failure is recorded in ``row.error`` so the other configurations go on."""
+    label = f"{row.device} {row.precision} {row.mode}" + (
+        " train" if isinstance(row, TrainResult) else "")
+    try:
+        for which in names:
+            with _standin_if(model, which == names[0]):
+                t = timer()
+            setattr(row, which, t)
+            _free(torch.device(row.device))
+            log(f"{label} {which}: {t.median_ms:.3f} ms (first call {t.first_call_s:.1f} s)")
+    except UserError:
+        raise
+    except Exception as e:  # keep the other configurations' figures
+        row.error = _error_text(e)
+        log(f"{label}: FAILED {row.error}")
+        traceback.print_exc(file=sys.stderr)
+        _free(torch.device(row.device))
+
+
+def _time_inference_rows(report: BenchReport, config: BenchConfig, model: FlowDeblurNet,
+                         dev: torch.device, plan: DevicePlan, log: Callable[[str], None]) -> None:
+    for precision in plan.precisions:
+        for mode in plan.modes:
+            row = InferenceResult(device=dev.type, precision=precision, mode=mode)
+            report.inference.append(row)
+            if mode in CUDA_ONLY_MODES and dev.type != "cuda":
+                row.error = "needs CUDA"
+                continue
+            if dev.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(dev)
+
+            def timer(precision=precision, mode=mode) -> Timing:
+                return time_inference(
+                    model, device=dev, precision=precision, mode=mode, size=report.size,
+                    batch=config.batch, repeats=plan.repeats, warmup=plan.warmup,
+                    channels_last=config.channels_last, graph_mode=config.graph_mode,
+                    # Freezing is an inductor option: it applies where something is compiled.
+                    freeze=config.freeze and RUNTIME_MODES[mode] == "compile")
+
+            _time_pair(row, ("convs", "full"), model, timer, log)
+            if dev.type == "cuda":
+                row.peak_memory_gib = torch.cuda.max_memory_allocated(dev) / 2**30
+
+
+def _time_rnn_row(report: BenchReport, *, dev: torch.device, precision: str, backend: str,
+                  padded_size: tuple[int, int], batch: int, backward: bool, repeats: int,
+                  warmup: int, log: Callable[[str], None]) -> None:
+    try:
+        shapes, timings = time_rnn_layers(
+            device=dev, precision=precision, backend=backend, padded_size=padded_size,
+            batch=batch, repeats=repeats, warmup=warmup, backward=backward)
+        row = RnnLayerResult(dev.type, precision, backend, shapes, timings, backward=backward)
+        log(f"{dev.type} {precision} rnn layers ({backend}"
+            f"{', fwd+bwd' if backward else ''}): {row.total_s * 1e3:.3f} ms")
+    except Exception as e:
+        row = RnnLayerResult(dev.type, precision, backend, [], [], error=_error_text(e),
+                             backward=backward)
+        traceback.print_exc(file=sys.stderr)
+    report.rnn_layers.append(row)
+    _free(dev)
+
+
+def _time_rnn_rows(report: BenchReport, config: BenchConfig, dev: torch.device,
+                   plan: DevicePlan, backend: str, log: Callable[[str], None]) -> None:
+    for precision in plan.precisions:
+        _time_rnn_row(report, dev=dev, precision=precision, backend=backend,
+                      padded_size=report.padded_size, batch=config.batch, backward=False,
+                      repeats=plan.repeats, warmup=plan.warmup, log=log)
+    if config.train:  # the same layers at training shapes, forward + backward
+        _time_rnn_row(report, dev=dev, precision=plan.train_precision, backend=backend,
+                      padded_size=_padded(plan.train_size), batch=plan.train_batch,
+                      backward=True, repeats=plan.train_repeats, warmup=plan.train_warmup,
+                      log=log)
+
+
+def _time_train_rows(report: BenchReport, config: BenchConfig, model: FlowDeblurNet,
+                     dev: torch.device, plan: DevicePlan, log: Callable[[str], None]) -> None:
+    Runtime.resolve(dev, plan.train_precision, purpose="report")  # validates before timing
+    for mode in plan.train_modes:
+        row = TrainResult(dev.type, plan.train_precision, mode, plan.train_batch,
+                          plan.train_size)
+        report.train.append(row)
+        if mode in CUDA_ONLY_MODES and dev.type != "cuda":
+            row.error = "needs CUDA"
+            continue
+        if mode == "graph":
+            row.error = "inference only"
+            continue
+
+        def timer(mode=mode) -> Timing:
+            return time_train_step(
+                model, device=dev, precision=plan.train_precision, mode=mode,
+                batch=plan.train_batch, size=plan.train_size, repeats=plan.train_repeats,
+                warmup=plan.train_warmup, channels_last=config.channels_last,
+                graph_mode=config.graph_mode)
+
+        _time_pair(row, ("standin", "full"), model, timer, log)
+
+
+def run_benchmark(config: BenchConfig, log: Callable[[str], None] | None = None) -> BenchReport:
+    """Run every measurement ``config`` asks for; failures of one configuration are recorded
+    in its row (``error``) and the run goes on. ``log`` receives one line per measurement."""
+    log = log or (lambda line: None)
+    size = _check_config(config)
+    devices = list(dict.fromkeys(resolve_device(name) for name in config.devices))
+    plans = {dev: _plan(config, dev) for dev in devices}  # validate before timing
+
+    torch.manual_seed(0)
+    model = FlowDeblurNet(config.variant, rnn_backend=config.rnn_backend)
+    report = _new_report(config, model, size)
     for dev in devices:
         plan = plans[dev]
-        backend = resolve_backend(config.rnn_backend, dev)
-        if not backend_available(backend, dev):
-            raise UserError(f"spatial_rnn backend {backend!r} is not available on {dev.type}")
-        report.backends[dev.type] = backend
-        cl = config.channels_last if config.channels_last is not None else \
-            default_channels_last(dev)
-        report.layouts[dev.type] = "channels_last" if cl else "NCHW"
-        model.set_rnn_backend(backend)
-        if dev.type == "cpu":
-            report.notes.append(
-                f"CPU: median of {plan['repeats']} run(s) after {max(plan['warmup'], 1)} warm-up "
-                f"(a frame takes seconds on few cores), {torch.get_num_threads()} torch threads;"
-                " torch.compile is left out unless --modes asks for it (slow to compile here).")
-        if dev.type == "cuda" and torch.backends.cudnn.allow_tf32:
-            report.notes.append("CUDA fp32 rows: cuDNN may use TF32 tensor cores for "
-                                "convolutions (torch.backends.cudnn.allow_tf32 = True, "
-                                "PyTorch's default).")
-        common = {"device": dev, "channels_last": config.channels_last,
-                  "graph_mode": config.graph_mode}
-        for precision in plan["precisions"] if config.inference else ():
-            for mode in plan["modes"]:
-                row = InferenceResult(device=dev.type, precision=precision, mode=mode)
-                # Freezing is an inductor option: it only applies where something is compiled.
-                freeze = config.freeze and bool(_mode_kwargs(mode, config.graph_mode)["compile"])
-                report.inference.append(row)
-                if mode in CUDA_ONLY_MODES and dev.type != "cuda":
-                    row.error = "needs CUDA"
-                    continue
-                if dev.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats(dev)
-                try:
-                    for which in ("convs", "full"):
-                        with _standin_if(model, which == "convs"):
-                            t = time_inference(
-                                model, precision=precision, mode=mode, size=size,
-                                batch=config.batch, repeats=plan["repeats"],
-                                warmup=plan["warmup"], freeze=freeze, **common)
-                        setattr(row, which, t)
-                        _free(dev)
-                        log(f"{dev.type} {precision} {mode} {which}: {t.median_ms:.3f} ms "
-                            f"(first call {t.first_call_s:.1f} s)")
-                except UserError:
-                    raise
-                except Exception as e:  # keep the other configurations' figures
-                    row.error = _error_text(e)
-                    log(f"{dev.type} {precision} {mode}: FAILED {row.error}")
-                    traceback.print_exc(file=sys.stderr)
-                    _free(dev)
-                if dev.type == "cuda":
-                    row.peak_memory_gib = torch.cuda.max_memory_allocated(dev) / 2**30
-
+        backend = _set_up_device(report, config, model, dev, plan)
+        if config.inference:
+            _time_inference_rows(report, config, model, dev, plan, log)
         if config.rnn_layers and VARIANTS[config.variant].rnn_mode == "rnn":
-            jobs = [(p, padded, config.batch, False, plan["repeats"], plan["warmup"])
-                    for p in plan["precisions"]]
-            if config.train:  # the same layers at training shapes, forward + backward
-                jobs.append((plan["train_precision"], _padded(plan["train_size"]),
-                             plan["train_batch"], True, plan["train_repeats"],
-                             plan["train_warmup"]))
-            for precision, psize, batch, backward, repeats, warmup in jobs:
-                try:
-                    shapes, timings = time_rnn_layers(
-                        device=dev, precision=precision, backend=backend, padded_size=psize,
-                        batch=batch, repeats=repeats, warmup=warmup, backward=backward)
-                    rrow = RnnLayerResult(dev.type, precision, backend, shapes, timings,
-                                          backward=backward)
-                    log(f"{dev.type} {precision} rnn layers ({backend}"
-                        f"{', fwd+bwd' if backward else ''}): {rrow.total_s * 1e3:.3f} ms")
-                except Exception as e:
-                    rrow = RnnLayerResult(dev.type, precision, backend, [], [],
-                                          error=_error_text(e), backward=backward)
-                    traceback.print_exc(file=sys.stderr)
-                report.rnn_layers.append(rrow)
-                _free(dev)
-
+            _time_rnn_rows(report, config, dev, plan, backend, log)
         if config.train:
-            tprec = plan["train_precision"]
-            autocast_dtype(tprec, dev)
-            for mode in plan["train_modes"]:
-                trow = TrainResult(dev.type, tprec, mode, plan["train_batch"],
-                                   tuple(plan["train_size"]))
-                report.train.append(trow)
-                if mode in CUDA_ONLY_MODES and dev.type != "cuda":
-                    trow.error = "needs CUDA"
-                    continue
-                if mode == "graph":
-                    trow.error = "inference only"
-                    continue
-                try:
-                    for which in ("standin", "full"):
-                        with _standin_if(model, which == "standin"):
-                            t = time_train_step(
-                                model, device=dev, precision=tprec, mode=mode,
-                                batch=plan["train_batch"], size=tuple(plan["train_size"]),
-                                repeats=plan["train_repeats"], warmup=plan["train_warmup"],
-                                channels_last=config.channels_last, graph_mode=config.graph_mode)
-                        setattr(trow, which, t)
-                        _free(dev)
-                        log(f"{dev.type} {tprec} {mode} train {which}: {t.median_ms:.2f} ms")
-                except UserError:
-                    raise
-                except Exception as e:
-                    trow.error = _error_text(e)
-                    log(f"{dev.type} {tprec} {mode} train: FAILED {trow.error}")
-                    traceback.print_exc(file=sys.stderr)
-                    _free(dev)
+            _time_train_rows(report, config, model, dev, plan, log)
     return report
 
 
@@ -731,44 +748,38 @@ def _best_gpu_row(report: BenchReport, precision: str | None = None) -> Inferenc
     return min(rows, key=lambda r: r.full.median_s, default=None)
 
 
-def _paper_lines(report: BenchReport, peak_override: float | None) -> list[str]:
+def _hardware_lines(report: BenchReport, peak_tflops: float | None,
+                    peak_part: str | None) -> list[str]:
+    """The paper's Table III beside the fastest GPU rows, scaled by peak fp32 throughput."""
     gpus = report.machine.get("gpus") or []
     best = _best_gpu_row(report)
     if best is None or not gpus:
-        return ["The paper's 0.20 s per 720x1280 frame was measured on a GPU (Titan Xp); "
-                "this run has no GPU figure to set beside it."]
+        return []
     gpu = gpus[0]
-    if peak_override:
-        part, peak = f"{gpu} (peak given on the command line)", peak_override
-    else:
-        found = peak_fp32_tflops(gpu)
-        part, peak = (found[0], found[1]) if found else (None, None)
-    lines = []
+    if not peak_tflops:
+        return [f"Paper (Table III): {PAPER_SECONDS_PER_FRAME:.2f} s per 720x1280 frame on a "
+                f"{PAPER_GPU}. To compare per unit of hardware, pass --peak-tflops (this GPU's "
+                "peak fp32 TFLOP/s without tensor cores, from its data sheet)."]
+    part = peak_part or f"{gpu} (peak given on the command line)"
+    hw = peak_tflops / PAPER_GPU_FP32_TFLOPS
     size_note = "" if tuple(report.size) == (720, 1280) else (
         f" (this run's frames are {report.size[0]}x{report.size[1]}, not 720x1280: "
         "the comparison is only indicative)")
-    hw = peak / PAPER_GPU_FP32_TFLOPS if peak else None
-    basis = (f"peak fp32 without tensor cores: {PAPER_GPU} {PAPER_GPU_FP32_TFLOPS} TFLOP/s, "
-             f"{part} {peak} TFLOP/s, ratio {hw:.2f}" if hw else None)
-    lines.append(f"Paper (Table III): {PAPER_SECONDS_PER_FRAME:.2f} s per 720x1280 frame on a "
-                 f"{PAPER_GPU}.{size_note}")
+    lines = [f"Paper (Table III): {PAPER_SECONDS_PER_FRAME:.2f} s per 720x1280 frame on a "
+             f"{PAPER_GPU}.{size_note}"]
     candidates = [("fastest", best)]
     best_fp32 = _best_gpu_row(report, "fp32")
     if best_fp32 is not None and best_fp32 is not best:
         candidates.append(("fastest fp32", best_fp32))
     for label, row in candidates:
         speedup = PAPER_SECONDS_PER_FRAME / row.full.median_s
-        text = (f"- {label} here: {row.full.median_ms:.2f} ms ({row.precision}, {row.mode}) on "
-                f"{gpu}: {speedup:,.0f}x the paper's speed")
-        if hw:
-            text += f"; {speedup / hw:,.1f}x per unit of hardware"
-        lines.append(text + ".")
-    if basis:
-        lines.append(f"Hardware basis: {basis}. bf16 rows also use tensor cores, which the "
-                     "basis does not count, so their per-hardware figure flatters them.")
-    else:
-        lines.append(f"No peak-throughput figure is known for {gpu}; pass --peak-tflops to "
-                     "scale by hardware.")
+        lines.append(f"- {label} here: {row.full.median_ms:.2f} ms ({row.precision}, {row.mode})"
+                     f" on {gpu}: {speedup:,.0f}x the paper's speed; {speedup / hw:,.1f}x per "
+                     "unit of hardware.")
+    lines.append(f"Hardware basis: peak fp32 without tensor cores: {PAPER_GPU} "
+                 f"{PAPER_GPU_FP32_TFLOPS} TFLOP/s, {part} {peak_tflops} TFLOP/s, ratio "
+                 f"{hw:.2f}. bf16 rows also use tensor cores, which the basis does not count, "
+                 "so their per-hardware figure flatters them.")
     return lines
 
 
@@ -784,11 +795,10 @@ def _devices_text(report: BenchReport) -> str:
     return "; ".join(names)
 
 
-def format_report(report: BenchReport, *, peak_tflops: float | None = None) -> str:
-    """Markdown: header (command, machine, versions, date), then one table per measurement."""
+def _header_lines(report: BenchReport) -> list[str]:
     m = report.machine
     gpus = ", ".join(m.get("gpus") or []) or "none"
-    out = [
+    return [
         f"### flowdeblur bench, {report.date}",
         "",
         f"- command: `{report.command}`",
@@ -805,39 +815,47 @@ def format_report(report: BenchReport, *, peak_tflops: float | None = None) -> s
            if report.conv_gflop else ""),
         "",
     ]
-    if report.inference:
-        out += [
-            f"Inference on {_devices_text(report)}, milliseconds per forward (median). "
-            "Convs only: every spatial RNN replaced by `x.repeat(1, 4, 1, 1) * w`; "
-            "RNN cost = full - convs only.",
-            "",
-            "| device | precision | mode | convs only (ms) | full network (ms) | full / convs "
-            "| RNN cost (ms) | frames/s | first call (s) | peak mem (GiB) |",
-            "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
-        ]
-        for r in report.inference:
-            if r.error and r.full is None:
-                out.append(f"| {r.device} | {r.precision} | {r.mode} | {r.error} "
-                           "| | | | | | |")
-                continue
-            fps = _fps(report.batch / r.full.median_s) if r.full else "-"
-            rnn = (_ms_value((r.full.median_s - r.convs.median_s) * 1e3)
-                   if r.full and r.convs else "-")
-            ratio = f"{r.ratio:.2f}" if r.ratio else "-"
-            firsts = [t.first_call_s for t in (r.convs, r.full) if t and t.first_call_s]
-            first = f"{max(firsts):.1f}" if firsts else "-"
-            mem = f"{r.peak_memory_gib:.2f}" if r.peak_memory_gib is not None else "-"
-            out.append(f"| {r.device} | {r.precision} | {r.mode} | {_ms(r.convs)} | "
-                       f"{_ms(r.full)} | {ratio} | {rnn} | {fps} | {first} | {mem} |")
-        if report.conv_gflop:
-            rows = [r for r in report.inference if r.convs is not None]
-            if rows:
-                fastest = min(rows, key=lambda r: r.convs.median_s)
-                rate = report.conv_gflop / fastest.convs.median_s  # GFLOP/s
-                rate_text = f"{rate / 1e3:,.1f} TFLOP/s" if rate >= 1e3 else f"{rate:,.1f} GFLOP/s"
-                out += ["", f"Convolutions at their fastest ({fastest.device} {fastest.precision}"
-                        f" {fastest.mode}): {rate_text} achieved."]
-        out.append("")
+
+
+def _inference_row(report: BenchReport, r: InferenceResult) -> str:
+    if r.error and r.full is None:
+        return f"| {r.device} | {r.precision} | {r.mode} | {r.error} | | | | | | |"
+    fps = _fps(report.batch / r.full.median_s) if r.full else "-"
+    rnn = (_ms_value((r.full.median_s - r.convs.median_s) * 1e3)
+           if r.full and r.convs else "-")
+    ratio = f"{r.ratio:.2f}" if r.ratio else "-"
+    firsts = [t.first_call_s for t in (r.convs, r.full) if t and t.first_call_s]
+    first = f"{max(firsts):.1f}" if firsts else "-"
+    mem = f"{r.peak_memory_gib:.2f}" if r.peak_memory_gib is not None else "-"
+    return (f"| {r.device} | {r.precision} | {r.mode} | {_ms(r.convs)} | "
+            f"{_ms(r.full)} | {ratio} | {rnn} | {fps} | {first} | {mem} |")
+
+
+def _inference_lines(report: BenchReport) -> list[str]:
+    if not report.inference:
+        return []
+    out = [
+        f"Inference on {_devices_text(report)}, milliseconds per forward (median). "
+        "Convs only: every spatial RNN replaced by `x.repeat(1, 4, 1, 1) * w`; "
+        "RNN cost = full - convs only.",
+        "",
+        "| device | precision | mode | convs only (ms) | full network (ms) | full / convs "
+        "| RNN cost (ms) | frames/s | first call (s) | peak mem (GiB) |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    out += [_inference_row(report, r) for r in report.inference]
+    rows = [r for r in report.inference if r.convs is not None]
+    if report.conv_gflop and rows:
+        fastest = min(rows, key=lambda r: r.convs.median_s)
+        rate = report.conv_gflop / fastest.convs.median_s  # GFLOP/s
+        rate_text = f"{rate / 1e3:,.1f} TFLOP/s" if rate >= 1e3 else f"{rate:,.1f} GFLOP/s"
+        out += ["", f"Convolutions at their fastest ({fastest.device} {fastest.precision}"
+                f" {fastest.mode}): {rate_text} achieved."]
+    return out + [""]
+
+
+def _rnn_lines(report: BenchReport) -> list[str]:
+    out = []
     for backward in (False, True):
         rows = [r for r in report.rnn_layers if r.backward == backward]
         if not rows:
@@ -860,40 +878,52 @@ def format_report(report: BenchReport, *, peak_tflops: float | None = None) -> s
             out.append(f"| {r.device} | {r.precision} | {r.backend} | {cells} | "
                        f"{r.total_s * 1e3:.3f} |")
         out.append("")
-    if report.train:
-        t0 = report.train[0]
-        out += [
-            f"Training step (batch {t0.batch}, {t0.size[0]}x{t0.size[1]}, forward + Eq. 14 loss "
-            "+ backward + Adam), milliseconds (median):",
-            "",
-            "| device | precision | mode | stand-in RNN (ms) | full network (ms) | full / "
-            "stand-in |",
-            "|---|---|---|--:|--:|--:|",
-        ]
-        for r in report.train:
-            if r.error and r.full is None:
-                out.append(f"| {r.device} | {r.precision} | {r.mode} | {r.error} | | |")
-                continue
-            ratio = f"{r.ratio:.2f}" if r.ratio else "-"
-            out.append(f"| {r.device} | {r.precision} | {r.mode} | {_ms(r.standin)} | "
-                       f"{_ms(r.full)} | {ratio} |")
-        out.append("")
-    out += _paper_lines(report, peak_tflops)
+    return out
+
+
+def _train_lines(report: BenchReport) -> list[str]:
+    if not report.train:
+        return []
+    t0 = report.train[0]
+    out = [
+        f"Training step (batch {t0.batch}, {t0.size[0]}x{t0.size[1]}, forward + Eq. 14 loss "
+        "+ backward + Adam), milliseconds (median):",
+        "",
+        "| device | precision | mode | stand-in RNN (ms) | full network (ms) | full / "
+        "stand-in |",
+        "|---|---|---|--:|--:|--:|",
+    ]
+    for r in report.train:
+        if r.error and r.full is None:
+            out.append(f"| {r.device} | {r.precision} | {r.mode} | {r.error} | | |")
+            continue
+        ratio = f"{r.ratio:.2f}" if r.ratio else "-"
+        out.append(f"| {r.device} | {r.precision} | {r.mode} | {_ms(r.standin)} | "
+                   f"{_ms(r.full)} | {ratio} |")
+    return out + [""]
+
+
+def format_report(report: BenchReport, *, peak_tflops: float | None = None,
+                  peak_part: str | None = None) -> str:
+    """Markdown: header (command, machine, versions, date), then one table per measurement.
+
+    ``peak_tflops``: the GPU's peak fp32 TFLOP/s without tensor cores; with it, the fastest
+    GPU rows are set beside the paper's Table III per unit of hardware (``peak_part`` names
+    the part the figure is for; default: the GPU's own name).
+    """
+    out = (_header_lines(report) + _inference_lines(report) + _rnn_lines(report)
+           + _train_lines(report) + _hardware_lines(report, peak_tflops, peak_part))
     if report.notes:
         out += [""] + [f"Note: {n}" for n in report.notes]
     return "\n".join(out) + "\n"
 
 
 def write_json(report: BenchReport, path: str | os.PathLike) -> None:
-    """Write ``report.to_json()`` to ``path`` atomically (temp file, then rename)."""
+    """Write ``report.to_json()`` to ``path``, whole or not at all."""
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise UserError(f"cannot write {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(report.to_json(), indent=2) + "\n")
     except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UserError(f"cannot write {str(path)!r}: {e.strerror or e}") from None

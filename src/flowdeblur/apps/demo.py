@@ -15,15 +15,24 @@ Default clip: 8 frames of 256 x 384, small enough for a 2-core CPU in about a mi
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
+from ..data.synthetic import SceneConfig, clip_config, make_clip
 from ..errors import UserError
+from ..evaluation.metrics import psnr, ssim
+from ..inference import deblur_frames
+from ..media import VideoWriter, write_image
 from ..models import FlowDeblurNet
+from ..runtime import Runtime
+from ..viz import flow_to_color, side_by_side
+from ..weights import load_pretrained
 
 #: Default clip: frames, (height, width). Both sides are multiples of 64 (no padding waste).
 DEFAULT_FRAMES = 8
@@ -66,13 +75,9 @@ def _mean_finite(values: torch.Tensor) -> float:
     return float(finite.mean()) if finite.numel() else float("inf")
 
 
-def demo_scene(size: tuple[int, int]):
+def demo_scene(size: tuple[int, int]) -> SceneConfig:
     """The demo's scene: a photographic clip (``clip_config``) with clearly visible blur:
     about 8 px of motion per frame and finer texture detail (blurry PSNR about 23 dB)."""
-    import dataclasses
-
-    from ..data.synthetic import clip_config
-
     return dataclasses.replace(
         clip_config(size), max_camera_motion=24.0, max_object_motion=24.0,
         texture_scale=(1.0, 1.6),
@@ -87,7 +92,7 @@ def run_demo(
     size: tuple[int, int] = DEFAULT_SIZE,
     seed: int = 0,
     device: str | torch.device = "auto",
-    precision: str = "fp32",
+    precision: str = "auto",
     progress: bool = True,
 ) -> DemoResult:
     """Make a blurry clip with known ground truth, deblur it, score it, write pictures.
@@ -99,31 +104,24 @@ def run_demo(
         num_frames: clip length (>= 2, so that the flow guidance is on).
         size: (height, width) of the clip, each >= 64.
         seed: seed of the synthetic clip (same seed, same clip).
+        device, precision: see :meth:`flowdeblur.runtime.Runtime.resolve`; the demo's scores
+            are figures the project reports, so "auto" precision is fp32.
     Returns:
         A :class:`DemoResult` with mean PSNR / SSIM of the blurry and the deblurred frames
         against the sharp ones.
     """
-    from ..evaluation.metrics import psnr, ssim
-    from ..inference.deblur import deblur_frames, precision_context, resolve_device
-    from ..media.video import VideoWriter, write_image
-    from ..viz import flow_to_color, side_by_side
-
     if num_frames < 2:
         raise UserError(f"--frames must be at least 2, got {num_frames}")
     h, w = size
     if h < 64 or w < 64:
         raise UserError(f"--size must be at least 64x64, got {w}x{h} (width x height)")
-    dev = resolve_device(device)
-    precision_context(precision, dev)  # validate before the slow parts
+    runtime = Runtime.resolve(device, precision, purpose="report")  # checked before slow parts
+    dev = runtime.device
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir} exists and is not a folder")
     if model is None:
-        from ..weights import load_pretrained
-
         model = load_pretrained()
-
-    from ..data.synthetic import make_clip
 
     start = time.perf_counter()
     clip = make_clip(num_frames, (h, w), seed=seed, config=demo_scene((h, w)), device=dev)
@@ -135,11 +133,7 @@ def run_demo(
     start = time.perf_counter()
     want_flow = model.flownet is not None
     outputs, flows = [], []
-    stream = deblur_frames(
-        model, list(blur), device=dev, precision=precision, return_flow=want_flow
-    )
-    from tqdm import tqdm
-
+    stream = deblur_frames(model, list(blur), runtime=runtime, return_flow=want_flow)
     for item in tqdm(stream, total=num_frames, unit="frame", disable=not progress, leave=False):
         image, flow = item if want_flow else (item, None)
         outputs.append(image.cpu())

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..apps import bench
 from ..errors import UserError
+from ..runtime import PRECISIONS
 
 SIZE_HELP = "frame size HxW (default 720x1280, padded to 768x1280 inside the network)"
 
@@ -61,7 +63,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-precision", default=None,
                    help="training precision (default bf16 on CUDA, fp32 on CPU)")
     p.add_argument("--peak-tflops", type=float, default=None,
-                   help="the GPU's peak fp32 (non-tensor) TFLOP/s, if not in the built-in table")
+                   help="the GPU's peak fp32 TFLOP/s without tensor cores (data sheet): sets "
+                        "the results beside the paper's Table III per unit of hardware")
     p.add_argument("--quick", action="store_true",
                    help="tiny frames and 1-2 repeats: checks the command works, measures nothing")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
@@ -125,9 +128,6 @@ def _command_line(args: argparse.Namespace, config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..apps import bench
-    from ..runtime.fastpath import PRECISIONS
-
     config = bench.BenchConfig(
         devices=[d.strip() for d in args.device.split(",") if d.strip()] or ["auto"],
         size=parse_size(args.size),

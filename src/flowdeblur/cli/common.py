@@ -8,6 +8,8 @@ import warnings
 from collections.abc import Iterator
 
 from ..errors import UserError
+from ..models import FlowDeblurNet
+from ..weights import load_pretrained, load_weights
 
 
 @contextlib.contextmanager
@@ -24,10 +26,8 @@ def one_line_warnings() -> Iterator[None]:
         yield
 
 
-def load_model(weights: str | None):
+def load_model(weights: str | None) -> FlowDeblurNet:
     """The network from ``weights``, or the shipped one (UserError if neither exists)."""
-    from ..weights import load_pretrained, load_weights
-
     if weights is not None:
         return load_weights(weights)
     try:

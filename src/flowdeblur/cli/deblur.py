@@ -4,13 +4,15 @@
     flowdeblur deblur frames/ -o sharp_frames/ --tile 512 --precision bf16
     flowdeblur deblur a.png b.png c.png -o out/ --save-flow flow/
 
-All the work is in :func:`flowdeblur.inference.deblur.deblur_video`; this module parses and reports.
+All the work is in :func:`flowdeblur.inference.deblur_video`; this module parses and reports.
 """
 
 from __future__ import annotations
 
 import argparse
 
+from ..inference import deblur_video
+from ..runtime import Runtime
 from .common import load_model
 
 
@@ -38,8 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N"
     )
     run_opts.add_argument(
-        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-        help="fp32 (default), or autocast to bf16/fp16 (fp16 needs CUDA)",
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+        help="auto (default): bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), "
+        "else fp32; or fp32, or autocast to bf16/fp16 (fp16 needs CUDA)",
     )
     run_opts.add_argument(
         "--batch", type=int, default=1, metavar="N",
@@ -53,6 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--tile-overlap", type=int, metavar="PX",
         help="pixels shared by neighbouring tiles, blended with a raised cosine "
         "(default: a quarter of the tile, at most 128)",
+    )
+    run_opts.add_argument(
+        "--no-scene-cuts", action="store_true",
+        help="pair every frame with t+1 even across a scene cut (default: a frame whose "
+        "neighbour is from another shot is paired with its other neighbour)",
     )
     out_opts = p.add_argument_group("output")
     out_opts.add_argument(
@@ -85,15 +93,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..inference.deblur import deblur_video
-
+    # Resolved before the weights load, so a wrong option costs nothing.
+    runtime = Runtime.resolve(args.device, args.precision)
     model = load_model(args.weights)
     result = deblur_video(
         args.inputs if len(args.inputs) > 1 else args.inputs[0],
         args.output,
         model=model,
-        device=args.device,
-        precision=args.precision,
+        device=runtime.device,
+        precision=runtime.precision,
         batch=args.batch,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
@@ -105,11 +113,12 @@ def run(args: argparse.Namespace) -> int:
         save_flow=args.save_flow,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        scene_cuts=not args.no_scene_cuts,
     )
     what = {"video": "video", "images": "folder", "image": "image"}[result.kind]
     print(
         f"wrote {result.num_frames} frame{'s' * (result.num_frames != 1)} to {what} "
-        f"{result.output} ({result.frames_per_second:.2f} frames/s)"
+        f"{result.output} ({result.frames_per_second:.2f} frames/s, {runtime.describe()})"
     )
     if args.save_flow:
         print(f"flow pictures in {args.save_flow}")

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 
+from ..apps.demo import DEFAULT_FRAMES, DEFAULT_SIZE, DESCRIPTIONS, run_demo
 from ..errors import UserError
+from ..runtime import Runtime
+from .common import load_model
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -25,8 +28,6 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..apps.demo import DEFAULT_FRAMES, DEFAULT_SIZE
-
     p = sub.add_parser(
         "demo",
         help="deblur a synthetic clip with known ground truth and show the gain",
@@ -47,17 +48,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clip (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: fp32, like every figure the project reports")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..apps.demo import DESCRIPTIONS, run_demo
-    from .common import load_model
-
     if args.frames < 2:
         raise UserError(f"--frames must be at least 2, got {args.frames}")
+    # Resolved before the weights load, so a wrong option costs nothing.
+    runtime = Runtime.resolve(args.device, args.precision, purpose="report")
     model = load_model(args.weights)
     result = run_demo(
         args.out,
@@ -65,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
         num_frames=args.frames,
         size=args.size,
         seed=args.seed,
-        device=args.device,
-        precision=args.precision,
+        device=runtime.device,
+        precision=runtime.precision,
         progress=not args.no_progress,
     )
     h, w = args.size

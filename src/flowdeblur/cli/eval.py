@@ -10,13 +10,15 @@ Protocols and metric definitions: :mod:`flowdeblur.evaluation.protocols` and
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import UserError
+from ..evaluation.protocols import PROTOCOLS, evaluate_folders, evaluate_model
+from ..runtime import PRECISIONS
+from .common import load_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from ..evaluation.protocols import PROTOCOLS
-
     p = sub.add_parser(
         "eval",
         help="score a model on a dataset, or a folder of results against its targets",
@@ -48,7 +50,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     model.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped ones)")
     model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    model.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    model.add_argument(
+        "--precision", choices=("auto", *PRECISIONS), default="auto",
+        help="auto (fp32: reported figures), fp32, bf16 or fp16 (CUDA only)",
+    )
     model.add_argument("--save-dir", metavar="DIR", help="also write the scored outputs as PNGs")
     model.add_argument(
         "--max-frames", type=int, metavar="K", help="score only the first K frames per sequence"
@@ -74,10 +79,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from ..evaluation.protocols import evaluate_folders, evaluate_model
-
     for option, path in (("--json", args.json), ("--csv", args.csv)):
         # Checked before the (possibly long) evaluation rather than after it.
         if path is not None and not Path(path).resolve().parent.is_dir():
@@ -100,8 +101,6 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     else:
-        from .common import load_model
-
         model = load_model(args.weights)
         result = evaluate_model(
             model, args.data, args.layout or "dvd", protocol=args.protocol or "all",

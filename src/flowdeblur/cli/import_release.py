@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..weights.caffe_release import import_release
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -39,8 +41,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..weights.caffe_release import import_release
-
     result = import_release(
         args.caffemodel, args.output, dtype=args.dtype, overwrite=args.overwrite
     )

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import platform
+
+import torch
+
+from .. import __version__
+from ..models import VARIANTS, FlowDeblurNet, count_parameters
+from ..ops import BACKENDS, backend_available
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -11,14 +18,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import platform
-
-    import torch
-
-    from .. import __version__
-    from ..models import VARIANTS, FlowDeblurNet, count_parameters
-    from ..ops import BACKENDS, backend_available
-
     py = platform.python_version()
     print(f"flowdeblur {__version__}  python {py}  torch {torch.__version__}")
     cuda = torch.cuda.is_available()

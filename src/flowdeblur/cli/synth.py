@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.blur_synthesis import CURVES, synthesize_blur
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -25,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="frames between group starts (default N: groups do not overlap)")
     p.add_argument("--seq-name", default=None,
                    help="sequence folder name (default: the input's name)")
-    p.add_argument("--curve", choices=("srgb", "gamma", "none"), default="srgb",
+    p.add_argument("--curve", choices=CURVES, default="srgb",
                    help="linearisation before averaging: sRGB curve (default), gamma 2.2 "
                         "(GoPro blur_gamma), or none (GoPro blur)")
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth")
@@ -36,8 +38,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.blur_synthesis import synthesize_blur
-
     inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
     result = synthesize_blur(
         inputs,

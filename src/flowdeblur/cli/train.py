@@ -17,6 +17,10 @@ import argparse
 import signal
 from pathlib import Path
 
+from ..errors import UserError
+from ..training.config import load_config, to_yaml
+from ..training.loop import train
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -43,10 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import UserError
-    from ..training.config import load_config, to_yaml
-    from ..training.loop import train
-
+    """Train as the arguments say; exit status 0, or 128 + the signal that interrupted it."""
     overrides = list(args.overrides)
     if args.run_dir:
         overrides.append(f"run_dir={args.run_dir}")

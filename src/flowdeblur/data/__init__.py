@@ -1,4 +1,12 @@
-"""Training data: synthetic blurry scenes with ground-truth flow, textures, augmentation."""
+"""Training and evaluation data: synthetic scenes, real datasets, augmentation, pairing.
+
+Modules: ``synthetic`` (the scene engine: blurry frames with ground-truth flow), ``textures``
+(its texture bank), ``render_cpu`` / ``render_triton`` (its fused renderers), ``augment``
+(one random transform for every frame, flow and mask of a sample), ``readers`` (DVD, GoPro,
+REDS, BSD and plain folders), ``blur_synthesis`` (blurry/sharp pairs from sharp high-fps
+footage), ``pool`` (pre-rendered synthetic samples), ``pairing`` (which frames the network
+sees beside frame t).
+"""
 
 from .augment import augment
 from .synthetic import SceneConfig, SyntheticScenes, clip_config, make_clip

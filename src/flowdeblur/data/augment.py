@@ -23,6 +23,12 @@ IMAGE_KEYS = ("frame_t", "frame_next", "frame_prev", "sharp_t", "sharp_next", "s
 #: (flow key, its valid-mask key).
 FLOW_KEYS = (("flow", "valid"), ("flow_prev", "valid_prev"))
 
+# Columns of the per-sample table made by _transforms (one tensor: one host -> device copy).
+_A = slice(0, 4)  # A, row-major: output pixel offsets -> input pixel offsets
+_CENTRE = slice(4, 6)  # c_in (x, y)
+_A_INV = slice(6, 10)  # A^-1, row-major
+_ORDER = slice(10, 13)  # colour channel order
+
 
 def _draw(n: int, generator: torch.Generator) -> torch.Tensor:
     return torch.rand(n, generator=generator, device=generator.device, dtype=torch.float64)
@@ -69,10 +75,9 @@ def augment(sample: dict[str, torch.Tensor], *, crop_size: tuple[int, int],
             generator: torch.Generator, scale_range=(0.7, 1.3), max_rotation_deg: float = 10.0,
             flips: bool = True, permute_colors: bool = True) -> dict[str, torch.Tensor]:
     """Same random transform for every image key (frame_t, frame_next, frame_prev, sharp_t,
-    sharp_next,
-    sharp_prev), flows transformed consistently (vectors rotated/flipped/scaled), valid masks
-    resampled (nearest or thresholded); works on batched (N,C,H,W) tensors (one transform per
-    sample) and on unbatched (C,H,W); missing keys are skipped.
+    sharp_next, sharp_prev), flows transformed consistently (vectors rotated/flipped/scaled),
+    valid masks resampled (thresholded); works on batched (N,C,H,W) tensors (one transform
+    per sample) and on unbatched (C,H,W); missing keys are skipped.
 
     Shapes: images (N, 3, H, W) -> (N, 3, h, w) with (h, w) = ``crop_size``; flow (N, 2, H, W)
     -> (N, 2, h, w) in output pixels; valid (N, 1, H, W) -> (N, 1, h, w) in {0, 1}. A flow
@@ -80,12 +85,7 @@ def augment(sample: dict[str, torch.Tensor], *, crop_size: tuple[int, int],
     passed through unchanged. ``generator`` drives all random choices (its device is used to
     draw them), so the same generator state gives the same output.
     """
-    try:
-        hc, wc = (int(v) for v in crop_size)
-    except (TypeError, ValueError):
-        raise UserError(f"crop size must be (height, width), got {crop_size!r}") from None
-    if hc < 2 or wc < 2:
-        raise UserError(f"crop size must be at least 2x2, got {crop_size!r}")
+    crop = _crop_size(crop_size)
     lo, hi = (float(v) for v in scale_range)
     if not 0 < lo <= hi:
         raise UserError(f"scale range must satisfy 0 < low <= high, got {scale_range!r}")
@@ -93,11 +93,67 @@ def augment(sample: dict[str, torch.Tensor], *, crop_size: tuple[int, int],
     keys += [k for pair in FLOW_KEYS for k in pair if k in sample]
     if not keys:
         return dict(sample)
+    batched = sample[keys[0]].dim() == 4
+    data = _as_batches(sample, keys)
+    n, _, h, w = data[keys[0]].shape
+    dev = data[keys[0]].device
+
+    params = _transforms(n, (h, w), crop, generator, (lo, hi), max_rotation_deg, flips,
+                         permute_colors)
+    if params.device != dev:
+        # One small copy; pinned and asynchronous to a GPU, so the host does not wait for it.
+        if dev.type == "cuda" and params.device.type == "cpu":
+            params = params.pin_memory().to(dev, non_blocking=True)
+        else:
+            params = params.to(dev)
+    grid = _sampling_grid(params, (h, w), crop)  # (N, hc, wc, 2)
+
+    def resample(x: torch.Tensor) -> torch.Tensor:
+        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border",
+                            align_corners=True)
+        return out.to(x.dtype)
+
+    def unbatch(x: torch.Tensor) -> torch.Tensor:
+        return x if batched else x[0]
+
+    out = dict(sample)
+    perm = params[:, _ORDER].long()
+    for k in IMAGE_KEYS:
+        if k in data:
+            img = resample(data[k])
+            if permute_colors and img.shape[1] == 3:
+                img = torch.gather(img, 1, perm[:, :, None, None].expand_as(img))
+            out[k] = unbatch(img)
+    a_inv = params[:, _A_INV].view(n, 2, 2).float()  # input flow vectors -> output vectors
+    for fk, vk in FLOW_KEYS:
+        mask = data.get(vk)
+        if fk in data:
+            flow = torch.einsum("nij,njhw->nihw", a_inv, resample(data[fk]).float())
+            valid = _valid_mask(resample, mask, n, crop, dev) & _lands_inside(flow)[:, None]
+            out[fk] = unbatch(flow.to(data[fk].dtype))
+            out[vk] = unbatch(valid.to(data[fk].dtype if mask is None else mask.dtype))
+        elif mask is not None:  # a mask without its flow: resample it alone
+            out[vk] = unbatch(_valid_mask(resample, mask, n, crop, dev).to(mask.dtype))
+    return out
+
+
+def _crop_size(crop_size) -> tuple[int, int]:
+    try:
+        hc, wc = (int(v) for v in crop_size)
+    except (TypeError, ValueError):
+        raise UserError(f"crop size must be (height, width), got {crop_size!r}") from None
+    if hc < 2 or wc < 2:
+        raise UserError(f"crop size must be at least 2x2, got {crop_size!r}")
+    return hc, wc
+
+
+def _as_batches(sample: dict[str, torch.Tensor], keys: list[str]) -> dict[str, torch.Tensor]:
+    """The tensors of ``keys`` as (N, C, H, W) batches, checked to share N, H and W."""
     ref = sample[keys[0]]
-    batched = ref.dim() == 4
     if ref.dim() not in (3, 4):
         raise ValueError(f"augment expects (N, C, H, W) or (C, H, W) tensors, got "
                          f"{keys[0]} {tuple(ref.shape)}")
+    batched = ref.dim() == 4
     data = {k: (sample[k] if batched else sample[k][None]) for k in keys}
     n, _, h, w = data[keys[0]].shape
     for k in keys:
@@ -106,22 +162,19 @@ def augment(sample: dict[str, torch.Tensor], *, crop_size: tuple[int, int],
                              f"the batch and size of {keys[0]} {tuple(ref.shape)}")
     if h < 2 or w < 2:
         raise ValueError(f"augment needs inputs of at least 2x2 pixels, got {h}x{w}")
-    dev = ref.device
+    return data
 
-    params = _transforms(n, (h, w), (hc, wc), generator, (lo, hi), max_rotation_deg, flips,
-                         permute_colors)
-    if params.device != dev:
-        # One small copy; pinned and asynchronous to a GPU, so the host does not wait for it.
-        if dev.type == "cuda" and params.device.type == "cpu":
-            params = params.pin_memory().to(dev, non_blocking=True)
-        else:
-            params = params.to(dev)
-    a = params[:, 0:4].view(n, 2, 2)
-    centre = params[:, 4:6]
-    a_inv = params[:, 6:10].view(n, 2, 2).float()  # input flow vectors -> output vectors
-    perm = params[:, 10:13].long()
 
-    # Sampling grid: output pixel -> input pixel -> grid_sample units (align_corners=True).
+def _sampling_grid(params: torch.Tensor, in_hw: tuple[int, int], out_hw: tuple[int, int]
+                   ) -> torch.Tensor:
+    """grid_sample's grid (N, hc, wc, 2): output pixel -> input pixel -> [-1, 1] units
+    (align_corners=True), from the (N, 13) table of :func:`_transforms`."""
+    n = params.shape[0]
+    h, w = in_hw
+    hc, wc = out_hw
+    dev = params.device
+    a = params[:, _A].view(n, 2, 2)
+    centre = params[:, _CENTRE]
     ys, xs = torch.meshgrid(torch.arange(hc, device=dev, dtype=torch.float64) - (hc - 1) / 2,
                             torch.arange(wc, device=dev, dtype=torch.float64) - (wc - 1) / 2,
                             indexing="ij")
@@ -129,39 +182,21 @@ def augment(sample: dict[str, torch.Tensor], *, crop_size: tuple[int, int],
     p_in = torch.einsum("nij,hwj->nhwi", a, p_out) + centre[:, None, None, :]
     gx = p_in[..., 0] * (2.0 / (w - 1)) - 1.0
     gy = p_in[..., 1] * (2.0 / (h - 1)) - 1.0
-    grid = torch.stack([gx, gy], -1).float()  # (N, hc, wc, 2)
+    return torch.stack([gx, gy], -1).float()
 
-    def resample(x: torch.Tensor) -> torch.Tensor:
-        out = F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="border",
-                            align_corners=True)
-        return out.to(x.dtype)
 
-    out = dict(sample)
-    for k in IMAGE_KEYS:
-        if k not in data:
-            continue
-        img = resample(data[k])
-        if permute_colors and img.shape[1] == 3:
-            img = torch.gather(img, 1, perm[:, :, None, None].expand_as(img))
-        out[k] = img if batched else img[0]
-    for fk, vk in FLOW_KEYS:
-        if fk not in data:
-            if vk in data:  # a mask without its flow: resample it alone
-                v = resample(data[vk].float()) >= 1.0 - 1e-4
-                out[vk] = (v.to(data[vk].dtype) if batched else v.to(data[vk].dtype)[0])
-            continue
-        flow = torch.einsum("nij,njhw->nihw", a_inv, resample(data[fk]).float())
-        # Thresholded bilinear resampling: any invalid neighbour with weight makes it invalid.
-        if vk in data:
-            valid = resample(data[vk].float()) >= 1.0 - 1e-4
-        else:
-            valid = torch.ones(n, 1, hc, wc, dtype=torch.bool, device=dev)
-        tx = flow[:, 0] + torch.arange(wc, device=dev, dtype=flow.dtype)
-        ty = flow[:, 1] + torch.arange(hc, device=dev, dtype=flow.dtype)[:, None]
-        inside = (tx >= 0) & (tx <= wc - 1) & (ty >= 0) & (ty <= hc - 1)
-        valid = valid & inside[:, None]
-        vdtype = data[vk].dtype if vk in data else data[fk].dtype
-        flow = flow.to(data[fk].dtype)
-        out[fk] = flow if batched else flow[0]
-        out[vk] = valid.to(vdtype) if batched else valid.to(vdtype)[0]
-    return out
+def _valid_mask(resample, mask: torch.Tensor | None, n: int, crop: tuple[int, int],
+                device: torch.device) -> torch.Tensor:
+    """(N, 1, hc, wc) bool: the resampled ``mask``, or all True without one. Thresholded
+    bilinear resampling: any invalid neighbour with weight makes the pixel invalid."""
+    if mask is None:
+        return torch.ones(n, 1, *crop, dtype=torch.bool, device=device)
+    return resample(mask.float()) >= 1.0 - 1e-4
+
+
+def _lands_inside(flow: torch.Tensor) -> torch.Tensor:
+    """(N, hc, wc) bool: where ``p + flow(p)`` lies inside the (N, 2, hc, wc) flow's frame."""
+    hc, wc = flow.shape[-2:]
+    tx = flow[:, 0] + torch.arange(wc, device=flow.device, dtype=flow.dtype)
+    ty = flow[:, 1] + torch.arange(hc, device=flow.device, dtype=flow.dtype)[:, None]
+    return (tx >= 0) & (tx <= wc - 1) & (ty >= 0) & (ty <= hc - 1)

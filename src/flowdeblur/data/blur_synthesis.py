@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from ..errors import UserError
-from ..media.video import FrameSource, write_image
+from ..media import FrameSource, write_image
+from ..media.atomic import TEMP_SUFFIX, temp_dir_beside, temp_prefix
 
 CURVES = ("srgb", "gamma", "none")
 
@@ -187,19 +189,13 @@ def synthesize_blur(
         UserError: missing or unreadable input, bad option, fewer than N frames, non-empty
             ``out_dir`` without ``overwrite``, or an output that would overwrite the input.
     """
-    from tqdm import tqdm
-
     stride = _check_args(average, stride, curve, bits)
     source = FrameSource(inputs)
     if isinstance(inputs, (str, os.PathLike)):
         input_paths = [Path(inputs)]
     else:
         input_paths = [Path(p) for p in inputs]
-    if seq_name is None:
-        first = input_paths[0]
-        seq_name = first.parent.name if len(input_paths) > 1 else (first.stem or first.name)
-    if not seq_name or seq_name in (".", "..") or "/" in seq_name or os.sep in seq_name:
-        raise UserError(f"--seq-name must be a plain folder name, got {seq_name!r}")
+    seq_name = _sequence_name(seq_name, input_paths)
     total = len(source)
     if total < average:
         raise UserError(f"--average {average} needs at least {average} frames, input has {total}")
@@ -212,48 +208,69 @@ def synthesize_blur(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create output folder {out_dir}: {e.strerror or e}") from e
-    tmp = out_dir / f".{seq_name}.tmp-{secrets.token_hex(4)}"
-    offset = sharp_index(average)
-    count = used = 0
+    tmp = None
     try:
-        (tmp / "blur").mkdir(parents=True)
-        (tmp / "sharp").mkdir()
-        frames = (frame for _, _, frame in source)
+        tmp = temp_dir_beside(seq_dir)
         with tqdm(total=_num_groups(total, average, stride), unit="pair", desc=seq_name,
                   disable=not progress) as bar:
-            for start, group in frame_groups(frames, average, stride):
-                name = f"{count:06d}.png"
-                write_image(tmp / "blur" / name, average_frames(group, curve), bits=bits)
-                write_image(tmp / "sharp" / name, group[offset], bits=bits)
-                count += 1
-                used = start + average
-                bar.update(1)
-        if count == 0:  # the container's frame count was optimistic
-            raise UserError(f"--average {average} needs at least {average} frames in the input")
+            result = _write_pairs(source, tmp, average, stride, curve, bits, bar.update)
         settings = {
             "source": [str(p) for p in input_paths],
             "average": average, "stride": stride, "curve": curve, "bits": bits,
-            "sharp_offset": offset, "pairs": count,
+            "sharp_offset": sharp_index(average), "pairs": result.num_pairs,
             "source_fps": str(source.fps) if source.fps is not None else None,
         }
         (tmp / "synth.json").write_text(json.dumps(settings, indent=2) + "\n")
         _move_into_place(tmp, seq_dir)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         if made_out_dir:
             try:
                 out_dir.rmdir()
             except OSError:
                 pass
         raise
-    return SynthResult(sequence_dir=seq_dir, num_pairs=count, frames_used=used)
+    return SynthResult(sequence_dir=seq_dir, num_pairs=result.num_pairs,
+                       frames_used=result.frames_used)
+
+
+def _sequence_name(seq_name: str | None, input_paths: list[Path]) -> str:
+    """``seq_name``, or the input's file or folder name; checked to be a plain folder name."""
+    if seq_name is None:
+        first = input_paths[0]
+        seq_name = first.parent.name if len(input_paths) > 1 else (first.stem or first.name)
+    if not seq_name or seq_name in (".", "..") or "/" in seq_name or os.sep in seq_name:
+        raise UserError(f"--seq-name must be a plain folder name, got {seq_name!r}")
+    return seq_name
+
+
+def _write_pairs(source: FrameSource, folder: Path, average: int, stride: int, curve: str,
+                 bits: int, advance) -> SynthResult:
+    """Write ``folder/{blur,sharp}/NNNNNN.png`` for every full group of the stream; calls
+    ``advance(1)`` after each pair. UserError if there was no full group."""
+    (folder / "blur").mkdir()
+    (folder / "sharp").mkdir()
+    offset = sharp_index(average)
+    count = used = 0
+    frames = (frame for _, _, frame in source)
+    for start, group in frame_groups(frames, average, stride):
+        name = f"{count:06d}.png"
+        write_image(folder / "blur" / name, average_frames(group, curve), bits=bits)
+        write_image(folder / "sharp" / name, group[offset], bits=bits)
+        count += 1
+        used = start + average
+        advance(1)
+    if count == 0:  # the container's frame count was optimistic
+        raise UserError(f"--average {average} needs at least {average} frames in the input")
+    return SynthResult(sequence_dir=folder, num_pairs=count, frames_used=used)
 
 
 def _move_into_place(tmp: Path, seq_dir: Path) -> None:
     """Rename the finished sequence into place; an older one is removed only afterwards."""
     old = None
     if seq_dir.exists():
-        old = seq_dir.with_name(f".{seq_dir.name}.old-{secrets.token_hex(4)}")
+        old = seq_dir.with_name(f"{temp_prefix(seq_dir)}old-{secrets.token_hex(4)}{TEMP_SUFFIX}")
         os.replace(seq_dir, old)
     os.replace(tmp, seq_dir)
     if old is not None:

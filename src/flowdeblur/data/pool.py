@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 
+from .synthetic import SyntheticScenes
+
 #: Keys holding images in [0, 1] that were quantised to 8 bits by the renderer.
 _IMAGE_KEYS = ("frame_t", "frame_next", "frame_prev", "sharp_t", "sharp_next", "sharp_prev")
 #: Keys holding flows (channel 0 = x, 1 = y), transformed as vectors.
@@ -28,8 +30,8 @@ class ScenePool:
     """``size`` samples of a synthetic stream, kept in memory (images as uint8).
 
     Args:
-        scenes: a :class:`~flowdeblur.data.synthetic.SyntheticScenes` (its next ``size``
-            samples are rendered, ``chunk`` at a time).
+        scenes: the synthetic stream (its next ``size`` samples are rendered, ``chunk`` at a
+            time).
         size: number of samples in the pool.
         crop: side of the square crops that ``sample`` returns (<= the scenes' side).
         keys: the sample keys to keep (default: all of them).
@@ -39,7 +41,7 @@ class ScenePool:
     in [0, 1], flows in pixels, valid masks in {0, 1}.
     """
 
-    def __init__(self, scenes, size: int, crop: int, *, chunk: int = 8,
+    def __init__(self, scenes: SyntheticScenes, size: int, crop: int, *, chunk: int = 8,
                  keys: tuple[str, ...] | None = None,
                  progress: Callable[[int], None] | None = None) -> None:
         if size < 1:

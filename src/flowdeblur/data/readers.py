@@ -29,7 +29,8 @@ from pathlib import Path
 import torch
 
 from ..errors import UserError
-from ..media.video import list_images, natural_key, read_image
+from ..media import list_images, natural_key, read_image
+from .pairing import neighbours
 
 LAYOUTS = ("dvd", "gopro", "gopro_gamma", "reds", "bsd", "folders")
 
@@ -255,9 +256,10 @@ class PairedFrames(torch.utils.data.Dataset):
     """Frame pairs (t, t+1) of a real dataset, for training and evaluation.
 
     Every frame of every sequence appears once as frame t. Its partner ``frame_next`` is frame
-    t+1, or t-1 for a sequence's last frame (DESIGN.md: the network deblurs the first frame
-    of the pair); a one-frame sequence pairs with itself. With ``frames=3``, ``frame_prev`` is
-    frame t-1 (t+1 for the first frame).
+    t+1, or t-1 for a sequence's last frame; a one-frame sequence pairs with itself. With
+    ``frames=3``, ``frame_prev`` is frame t-1 (t+1 for the first frame). The network deblurs
+    the first frame of the pair (:func:`flowdeblur.data.pairing.neighbours`; docs/DESIGN.md,
+    "Frame pairing").
 
     Item ``i`` is a dict: ``frame_t``, ``frame_next``, ``sharp_t`` (3, H, W) float32 in [0, 1]
     [, ``frame_prev``], ``sequence`` (str), ``index`` (frame index t in its sequence),
@@ -295,28 +297,19 @@ class PairedFrames(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self._items)
 
-    @staticmethod
-    def _neighbour(t: int, n: int, step: int) -> int:
-        """t + step if inside the sequence, else t - step, else t itself (length 1)."""
-        if 0 <= t + step < n:
-            return t + step
-        if 0 <= t - step < n:
-            return t - step
-        return t
-
     def __getitem__(self, i: int) -> dict:
         if not -len(self) <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} items")
         si, t = self._items[i]
         seq = self.sequences[si]
-        n = len(seq)
+        paired, other = neighbours(t, len(seq))
         paths = {
             "frame_t": seq.blur[t],
-            "frame_next": seq.blur[self._neighbour(t, n, 1)],
+            "frame_next": seq.blur[paired],
             "sharp_t": seq.sharp[t],
         }
         if self.frames == 3:
-            paths["frame_prev"] = seq.blur[self._neighbour(t, n, -1)]
+            paths["frame_prev"] = seq.blur[other]
         item: dict = {key: read_image(path) for key, path in paths.items()}
         size = item["frame_t"].shape
         for key, img in item.items():

@@ -1,5 +1,5 @@
 """Compiled CPU renderer for the synthetic scenes (numba; CPU fast path of
-``synthetic._render_linear``).
+``synthetic.compositing.render_linear``).
 
 Same function as the torch renderer and the Triton kernel (``render_triton``): the average over
 S sub-frames of all layers composited front over back, in linear light. The torch version

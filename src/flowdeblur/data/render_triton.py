@@ -1,13 +1,15 @@
-"""Fused Triton renderer for the synthetic scenes (GPU fast path of ``synthetic._render_linear``).
+"""Fused Triton renderer for the synthetic scenes (GPU fast path of
+``synthetic.compositing.render_linear``).
 
-Same function as the torch renderer in ``synthetic.py``: for every exposure b and pixel p,
+Same function as the torch renderer in ``synthetic/compositing.py``: for every exposure b and
+pixel p,
 
     out[b, :, p] = 1/S sum_s composite_l( tint_l * atlas(q_l,s(p)), alpha_l,s(p) )
 
 where ``[u, q, w] = rows[b, l, s] @ (x, y, 1)`` gives the layer coordinates ``u / w`` and the
 tile coordinates ``q / w`` (mirrored into the tile), the background (l = 0) is opaque and each
 object layer is composited over what lies behind it with ``alpha = clamp(offset + slope *
-(1 - rho(v) + a cos(k phi + phase)))``, ``v = E u`` (see ``synthetic._shape_value``).
+(1 - rho(v) + a cos(k phi + phase)))``, ``v = E u`` (see ``synthetic.shapes.shape_value``).
 
 Why a kernel: the torch version materialises every intermediate of every layer of every
 sub-frame (~50 full-size passes per layer sample); on a GPU that is memory bound at ~15 ms for
@@ -88,7 +90,7 @@ def _layer_colour(atlas_ptr, row_ptr, tile_ptr, tint_ptr, px, py, iw, wa, plane,
 
 @triton.jit
 def _shape_value(sp, ux, uy, BLOCK: tl.constexpr):
-    # 1 - rho(v) + a cos(k phi + phase), v = E u (synthetic._shape_value).
+    # 1 - rho(v) + a cos(k phi + phase), v = E u (synthetic.shapes.shape_value).
     vx = tl.load(sp + 0) * ux + tl.load(sp + 1) * uy
     vy = tl.load(sp + 2) * ux + tl.load(sp + 3) * uy
     e = tl.load(sp + 4)
@@ -165,7 +167,7 @@ def _hom(m_ptr, x, y):
 
 @triton.jit
 def _distance(sp, ux, uy, BLOCK: tl.constexpr):
-    # synthetic._signed_distance, very negative for unused slots.
+    # synthetic.shapes.signed_distance, very negative for unused slots.
     d = _shape_value(sp, ux, uy, BLOCK) * tl.load(sp + 9)
     return tl.where(tl.load(sp + 13) > 0, d, -1e4)
 
@@ -209,7 +211,7 @@ def _flow_kernel(inv_a_ptr, a_to_b_ptr, inv_b_ptr, shape_ptr, flow_ptr, valid_pt
 def flow_and_valid(inv_a: torch.Tensor, a_to_b: torch.Tensor, inv_b: torch.Tensor,
                    shape: torch.Tensor, height: int, width: int
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``synthetic._flow_and_valid`` in one kernel: flow (N, 2, H, W) from frame a to b
+    """``synthetic.flow.flow_and_valid`` in one kernel: flow (N, 2, H, W) from frame a to b
     (``frame_a(p) ~ frame_b(p + flow(p))``) and valid (N, 1, H, W).
 
     Args:

@@ -17,6 +17,11 @@ Sources:
 - ``"smooth"``: smooth random colour fields; interpolation barely changes them, so tests can
   compare warps at tight tolerances.
 
+Any source can be joined by folders of the user's own photographs (``photo_dirs``, e.g.
+``SceneConfig(photo_dirs=("~/photos",))``). Each photograph is downscaled like the bundled ones
+and cut into square tiles, and only tiles that are sharp throughout are kept: an out-of-focus
+background used as a "sharp" target would teach the network to keep blur.
+
 Banks are built once per process and cached in memory (``texture_bank``), and their linear-light
 device copies once per (device, gamma) (``linear_atlas``).
 """
@@ -28,9 +33,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
+import skimage.data
 import torch
 import torch.nn.functional as F
+from PIL import Image
+
+from ..errors import UserError
+from ..media.images import is_image_path
 
 #: Photographs bundled in the scikit-image wheel used as textures (all present offline).
 PHOTO_FILES: tuple[str, ...] = (
@@ -66,6 +77,16 @@ _GUTTER = 2  # pixels between tiles in the atlas, filled by edge replication
 _NUM_DEAD_LEAVES = 16
 _NUM_SMOOTH = 8
 
+#: User photographs are cut into tiles of this size (after downscaling to TILE_SIZE) ...
+PHOTO_TILE = 256
+#: ... judged in blocks of this size: a tile is kept when at least 3 of its 4 blocks have a
+#: mean absolute Laplacian of the luma (on [0, 1] values) of at least SHARPNESS_MIN. Calibrated
+#: on wallpaper and close-up photographs: skies, flat walls and bokeh fall below it, foliage,
+#: stone, text, and sharp edges over soft backgrounds lie above.
+SHARPNESS_BLOCK = 128
+SHARPNESS_MIN = 0.012
+_LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
+
 
 @dataclass(frozen=True)
 class TextureBank:
@@ -91,8 +112,6 @@ class TextureBank:
 
 def skimage_data_dir() -> Path:
     """Folder of the images bundled in the installed scikit-image wheel."""
-    import skimage.data
-
     return Path(skimage.data.__file__).parent
 
 
@@ -111,15 +130,16 @@ def _photo_tile(img: np.ndarray, max_short_side: int) -> torch.Tensor:
 def load_photos(size: int = TILE_SIZE) -> tuple[list[torch.Tensor], list[bool], list[str]]:
     """The bundled photographs as (3, h, w) sRGB tiles (short side <= ``size``), with grayscale
     flags and names."""
-    import skimage.io
-
     folder = skimage_data_dir()
     tiles, gray, names = [], [], []
     for name in PHOTO_FILES:
         path = folder / name
         if not path.is_file():  # a trimmed wheel: use what is there
             continue
-        img = skimage.io.imread(path)
+        # Pillow directly (what skimage.io.imread reads these files with): the same arrays,
+        # without importing skimage.io's plugin machinery into every `import flowdeblur`.
+        with Image.open(path) as f:
+            img = np.asarray(f)
         img = img.astype(np.float32) / (65535.0 if img.dtype == np.uint16 else 255.0)
         is_gray = img.ndim == 2
         if is_gray:
@@ -130,6 +150,61 @@ def load_photos(size: int = TILE_SIZE) -> tuple[list[torch.Tensor], list[bool], 
     if not tiles:
         raise RuntimeError(f"no bundled scikit-image photographs found in {folder}")
     return tiles, gray, names
+
+
+def block_sharpness(tile: torch.Tensor, block: int = SHARPNESS_BLOCK) -> torch.Tensor:
+    """Mean absolute Laplacian of the luma of each ``block`` x ``block`` cell of a (3, h, w)
+    sRGB tile -> (h // block, w // block)."""
+    luma = (0.299 * tile[0] + 0.587 * tile[1] + 0.114 * tile[2])[None, None]
+    lap = F.conv2d(F.pad(luma, (1, 1, 1, 1), mode="replicate"), _LAPLACIAN).abs()
+    return F.avg_pool2d(lap, block)[0, 0]
+
+
+def sharp_tiles(photo: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
+    """Cut a (3, h, w) photograph into PHOTO_TILE squares; keep the sharp ones (see
+    SHARPNESS_MIN) as (row, column, tile)."""
+    per = PHOTO_TILE // SHARPNESS_BLOCK
+    sharp = block_sharpness(photo) >= SHARPNESS_MIN
+    kept = []
+    for i in range(photo.shape[1] // PHOTO_TILE):
+        for j in range(photo.shape[2] // PHOTO_TILE):
+            cells = sharp[i * per:(i + 1) * per, j * per:(j + 1) * per]
+            if cells.sum() >= cells.numel() - 1:
+                y, x = i * PHOTO_TILE, j * PHOTO_TILE
+                kept.append((i, j, photo[:, y:y + PHOTO_TILE, x:x + PHOTO_TILE].contiguous()))
+    return kept
+
+
+def _read_photo(path: Path) -> np.ndarray:
+    """(H, W, 3) float32 sRGB in [0, 1] from any image Pillow reads (grey replicated)."""
+    with Image.open(path) as f:
+        img = np.asarray(f.convert("RGB"))
+    return img.astype(np.float32) / 255.0
+
+
+def load_photo_dirs(dirs: tuple[str, ...], size: int = TILE_SIZE
+                    ) -> tuple[list[torch.Tensor], list[bool], list[str]]:
+    """Sharp tiles of every photograph in ``dirs`` (not recursive), as (tiles, gray, names).
+
+    Raises UserError for a folder that does not exist, holds no image, or yields no sharp tile.
+    """
+    tiles, names = [], []
+    for folder in dirs:
+        path = Path(folder).expanduser()
+        if not path.is_dir():
+            raise UserError(f"photo folder {folder!r} does not exist")
+        files = sorted(f for f in path.iterdir() if f.is_file() and is_image_path(f))
+        if not files:
+            raise UserError(f"photo folder {folder!r} holds no images")
+        before = len(tiles)
+        for file in files:
+            for i, j, tile in sharp_tiles(_photo_tile(_read_photo(file), size)):
+                tiles.append(tile)
+                names.append(f"{file.name}[{i},{j}]")
+        if len(tiles) == before:
+            raise UserError(f"no sharp {PHOTO_TILE}x{PHOTO_TILE} region in the photographs of "
+                            f"{folder!r}")
+    return tiles, [False] * len(tiles), names
 
 
 def _paint_leaves_py(out, covered, cx, cy, r, col, grad):  # pragma: no cover - compiled below
@@ -165,14 +240,8 @@ def _paint_leaves_py(out, covered, cx, cy, r, col, grad):  # pragma: no cover - 
     return r.shape[0]
 
 
-@functools.lru_cache(maxsize=1)
-def _leaf_painter():
-    try:
-        import numba
-
-        return numba.njit(cache=True, nogil=True)(_paint_leaves_py)
-    except Exception:  # numba missing or broken: the pure-Python loop still works, slowly
-        return _paint_leaves_py
+# Compiled on first call; the machine code is cached on disk beside the module.
+_paint_leaves = numba.njit(cache=True, nogil=True)(_paint_leaves_py)
 
 
 def dead_leaves(size: int, seed: int, *, r_min: float = 2.0, r_max: float | None = None,
@@ -199,7 +268,7 @@ def dead_leaves(size: int, seed: int, *, r_min: float = 2.0, r_max: float | None
     grad = rng.normal(0.0, 0.15, (n, 2))
     out = np.zeros((size, size, 3), np.float64)
     covered = np.zeros((size, size), np.bool_)
-    _leaf_painter()(out, covered, cx, cy, r, col, grad)
+    _paint_leaves(out, covered, cx, cy, r, col, grad)
     if not covered.all():
         out[~covered] = col.mean(0)
     out = out.astype(np.float32)
@@ -263,8 +332,9 @@ def _pack(tiles: list[torch.Tensor], gray: list[bool], names: list[str]) -> Text
 
 
 @functools.cache
-def texture_bank(source: str = "mixed") -> TextureBank:
-    """The texture bank for ``source`` (one of ``SOURCES``), built once and cached.
+def texture_bank(source: str = "mixed", photo_dirs: tuple[str, ...] = ()) -> TextureBank:
+    """The texture bank for ``source`` (one of ``SOURCES``) plus the sharp tiles of the
+    photographs in ``photo_dirs``, built once and cached.
 
     Returns a ``TextureBank`` whose atlas is (3, Ha, Wa) sRGB float32 on the CPU.
     """
@@ -291,22 +361,29 @@ def texture_bank(source: str = "mixed") -> TextureBank:
             tiles.append(torch.from_numpy(img).permute(2, 0, 1).contiguous())
             gray.append(False)
             names.append(f"smooth_{i}")
+    if photo_dirs:
+        t, g, n = load_photo_dirs(tuple(photo_dirs))
+        tiles += t
+        gray += g
+        names += n
     return _pack(tiles, gray, names)
 
 
-_LINEAR_CACHE: dict[tuple[str, str, float], torch.Tensor] = {}
+_LINEAR_CACHE: dict[tuple[str, tuple[str, ...], str, float], torch.Tensor] = {}
 
 
-def linear_atlas(source: str, device: torch.device | str, gamma: float) -> torch.Tensor:
+def linear_atlas(source: str, device: torch.device | str, gamma: float,
+                 photo_dirs: tuple[str, ...] = ()) -> torch.Tensor:
     """The bank's atlas in linear light (``srgb ** gamma``) on ``device``: (1, 3, Ha, Wa) float32.
 
     Cached per (source, device, gamma): rendering in linear light makes both the compositing of
     soft edges and the averaging over the exposure physically right.
     """
     device = torch.device(device)
-    key = (source, str(device), float(gamma))
+    key = (source, tuple(photo_dirs), str(device), float(gamma))
     atlas = _LINEAR_CACHE.get(key)
     if atlas is None:
-        atlas = texture_bank(source).atlas.to(device).pow(gamma)[None].contiguous()
+        bank = texture_bank(source, tuple(photo_dirs))
+        atlas = bank.atlas.to(device).pow(gamma)[None].contiguous()
         _LINEAR_CACHE[key] = atlas
     return atlas

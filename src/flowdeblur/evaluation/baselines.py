@@ -1,7 +1,8 @@
 """Classical baselines to compare the network against.
 
-Unsharp masking is the yardstick the product issue names: ``out = x + amount * (x - G_sigma * x)``,
-with (sigma, amount) tuned for PSNR on training data (:func:`tune_unsharp_mask`).
+Unsharp masking is the classical yardstick: ``out = x + amount * (x - G_sigma * x)``, with
+(sigma, amount) tuned for PSNR on training data (:func:`tune_unsharp_mask`), so a network must
+beat the best sharpening a fixed filter can do, not just the blurry input.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
+
+from .metrics import psnr
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -47,8 +50,6 @@ def tune_unsharp_mask(
     Returns (sigma, amount, mean PSNR in dB). amount 0 (the blurry input itself) is in the
     grid, so the tuned baseline is never worse than doing nothing on the tuning data.
     """
-    from .metrics import psnr
-
     pairs = list(pairs)
     best = (0.0, 0.0, float("-inf"))
     for sigma in sigmas:

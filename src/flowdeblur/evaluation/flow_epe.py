@@ -34,9 +34,11 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from skimage import data as skimage_data
 
+from ..data.synthetic import SceneConfig, SyntheticScenes
 from ..errors import UserError
-from ..models import pad_to_multiple
+from ..models import full_resolution_flow, stack_frames
 
 __all__ = [
     "HELDOUT_SEED",
@@ -71,7 +73,8 @@ def predict_flow(
     flow). Frames as the model takes them: (N, 3, H, W) in [0, 1]; ``frame_prev`` only for the
     'bidirectional' variant, ``frame_next`` not for 'single_frame'. Returns (N, 2, H, W)
     float32: ``flows[0]`` (N, F, Hp/4, Wp/4) upsampled bilinearly x4, multiplied by 4 and
-    cropped to (H, W). Call under ``torch.no_grad()`` unless gradients are wanted.
+    cropped to (H, W) (:func:`flowdeblur.models.full_resolution_flow`). Call under
+    ``torch.no_grad()`` unless gradients are wanted.
     """
     flownet = getattr(model, "flownet", None)
     if flownet is None:
@@ -82,15 +85,13 @@ def predict_flow(
     if any(f is None for f in frames):
         raise ValueError(f"a model reading {in_frames} frames needs frame_t, frame_next"
                          + (" and frame_prev" if in_frames == 3 else ""))
-    h, w = frame_t.shape[-2:]
-    stacked = pad_to_multiple(torch.cat(frames, dim=1))  # (N, 3 * in_frames, Hp, Wp)
+    stacked = stack_frames(frames)  # (N, 3 * in_frames, Hp, Wp)
     flows, _ = flownet(stacked)
-    finest = flows[0][:, :2].float()  # (N, 2, Hp/4, Wp/4), pixels of the 1/4 scale
-    if tuple(finest.shape[-2:]) != (stacked.shape[-2] // 4, stacked.shape[-1] // 4):
-        raise ValueError(f"the finest flow {tuple(finest.shape)} is not at 1/4 of the padded "
+    quarter = (stacked.shape[-2] // 4, stacked.shape[-1] // 4)
+    if tuple(flows[0].shape[-2:]) != quarter:
+        raise ValueError(f"the finest flow {tuple(flows[0].shape)} is not at 1/4 of the padded "
                          f"input {tuple(stacked.shape)}")
-    full = F.interpolate(finest, scale_factor=4, mode="bilinear", align_corners=False) * 4.0
-    return full[:, :, :h, :w]
+    return full_resolution_flow(flows[0], tuple(frame_t.shape[-2:]))
 
 
 def flow_epe(model: torch.nn.Module, samples: Iterable[dict[str, torch.Tensor]]) -> dict:
@@ -142,7 +143,7 @@ def flow_epe(model: torch.nn.Module, samples: Iterable[dict[str, torch.Tensor]])
 
 
 def heldout_synthetic_batches(
-    scene_config: object | None = None,
+    scene_config: SceneConfig | None = None,
     *,
     samples: int = 64,
     size: int = 256,
@@ -155,12 +156,9 @@ def heldout_synthetic_batches(
     ``scene_config``: a :class:`~flowdeblur.data.synthetic.SceneConfig` (its size and
     three_frames are replaced), or None for the engine's defaults. Returns a list of dicts of
     (n, C, size, size) CPU tensors as :meth:`SyntheticScenes.sample` gives them (frame_t,
-    frame_next,
-    sharp_t, flow, valid, ...; with ``three_frames`` also frame_prev, flow_prev, so that one set
-    serves two- and three-frame models alike).
+    frame_next, sharp_t, flow, valid, ...; with ``three_frames`` also frame_prev, flow_prev,
+    so that one set serves two- and three-frame models alike).
     """
-    from ..data.synthetic import SceneConfig, SyntheticScenes
-
     if samples < 1 or batch < 1 or size < 2:
         raise UserError(f"held-out set needs samples >= 1, batch >= 1, size >= 2; got "
                         f"{samples}, {batch}, {size}")
@@ -178,7 +176,7 @@ def synthetic_epe(
     samples: int = 64,
     size: int = 256,
     seed: int = HELDOUT_SEED,
-    scene_config: object | None = None,
+    scene_config: SceneConfig | None = None,
     batch: int = 8,
 ) -> dict:
     """:func:`flow_epe` on held-out synthetic scenes (see :func:`heldout_synthetic_batches`).
@@ -200,11 +198,9 @@ def motorcycle_pair(*, scale: int = 4) -> dict[str, torch.Tensor]:
     (-disparity, 0), the left -> right flow in the warp convention
     (``left ~ warp(right, flow)``); ``valid`` (1, 1, h, w) in {0, 1}.
     """
-    from skimage import data
-
     if not isinstance(scale, int) or scale < 1:
         raise UserError(f"scale must be a positive integer, got {scale!r}")
-    left, right, disp = data.stereo_motorcycle()
+    left, right, disp = skimage_data.stereo_motorcycle()
     h = left.shape[0] // scale * scale
     w = left.shape[1] // scale * scale
     if h < 1 or w < 1:

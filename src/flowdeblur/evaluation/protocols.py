@@ -7,9 +7,9 @@ Two entry points, one scorer, so every method is measured the same way:
 - :func:`evaluate_folders` scores images already written by any method against their targets.
 
 Per frame: PSNR and SSIM (:mod:`flowdeblur.evaluation.metrics`; RGB or Y, optional border
-crop). Per pair of
-consecutive scored frames: the temporal error (:func:`flowdeblur.evaluation.metrics.temporal_error`,
-``mean |(o_t - o_{t-1}) - (g_t - g_{t-1})|``, a flow-free flicker measure in [0, 1] units).
+crop). Per pair of consecutive scored frames: the temporal error
+(:func:`flowdeblur.evaluation.metrics.temporal_error`, ``mean |(o_t - o_{t-1}) - (g_t -
+g_{t-1})|``, a flow-free flicker measure in [0, 1] units).
 Per sequence: the mean over its frames (pairs). Overall: the mean over ALL scored frames
 (pairs), so long sequences weigh more, as the authors' ``psnrall.m`` averages its frame table.
 
@@ -24,8 +24,9 @@ Protocols (the DVD test set has 10 videos of 100 frames, 720x1280, some portrait
     over all frames. Forces 8-bit quantisation. (The release scores PSNR only; the SSIM here
     is :func:`flowdeblur.evaluation.metrics.ssim`, the paper does not say which SSIM code it used.)
 ``all``
-    Every frame; frame t is paired with t+1 and the last frame with its predecessor t-1. The
-    model pads as it always does (replicate). Quantisation as asked.
+    Every frame; frame t is paired with t+1 and the last frame with its predecessor t-1
+    (:func:`flowdeblur.data.pairing.neighbours`). The model pads as it always does
+    (replicate). Quantisation as asked.
 ``su30``
     Su et al.'s (CVPR 2017) 30 frames per test video: ``floor(linspace(2, 97, 30))``, read as
     0-BASED frame numbers, i.e. the files ``00002.jpg, 00005.jpg, ..., 00097.jpg``. Why 0-based:
@@ -34,26 +35,34 @@ Protocols (the DVD test set has 10 videos of 100 frames, 720x1280, some portrait
     00001..00096) the first selected frame would need frame -1. Su et al. did not publish the
     selection script, so this is our reading. Needs at least 99 frames per video (the last
     selected frame is paired with its successor). Pairing and padding as in ``all``.
+
+The network runs through :class:`flowdeblur.runtime.Runtime` resolved for reporting: fp32
+unless a precision is asked for.
 """
 
 from __future__ import annotations
 
 import csv
-import io as _io
+import io
 import json
 import math
 import os
 import sys
-import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
+from ..data.pairing import neighbours
+from ..data.readers import Sequence, find_sequences
 from ..errors import UserError
+from ..media import IMAGE_EXTENSIONS, natural_key, read_image, write_image
+from ..media.atomic import atomic_write_text
+from ..runtime import Runtime
 from .metrics import psnr, quantize_8bit, ssim, temporal_error
 
 PROTOCOLS = ("release", "all", "su30")
@@ -113,7 +122,7 @@ class EvalResult:
 
     def to_csv(self, path: str | os.PathLike | None = None) -> str:
         """One row per sequence, then a ``mean`` row; also written to ``path`` if given."""
-        buf = _io.StringIO()
+        buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["sequence", "frames", *METRICS])
         rows = [(name, s) for name, s in self.per_sequence.items()]
@@ -168,22 +177,24 @@ def _finite(obj):
 
 
 def _write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (no half files)."""
+    """Write ``text`` to ``path`` whole or not at all, into a folder that must exist."""
     path = Path(path)
     if path.parent and not path.parent.is_dir():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, text)
 
 
 # ----------------------------------------------------------------------------- scoring
+
+
+@dataclass
+class _Scored:
+    """The last frame the scorer saw, kept for the temporal error of the next one."""
+
+    sequence: str
+    index: int
+    output: torch.Tensor
+    target: torch.Tensor
 
 
 class _Scorer:
@@ -195,7 +206,7 @@ class _Scorer:
         self.per_frame: list[dict[str, object]] = []
         self.temporal: dict[str, list[float]] = {}
         self.order: list[str] = []
-        self._last: tuple[str, int, torch.Tensor, torch.Tensor] | None = None
+        self._last: _Scored | None = None
 
     def add(
         self, sequence: str, frame: str, index: int, output: torch.Tensor, target: torch.Tensor
@@ -216,10 +227,10 @@ class _Scorer:
             self.order.append(sequence)
         self.per_frame.append({"sequence": sequence, "frame": frame, "psnr": p, "ssim": s})
         last = self._last
-        if last is not None and last[0] == sequence and last[1] == index - 1:
-            t = temporal_error(last[2], output, last[3], target, **opts)
+        if last is not None and last.sequence == sequence and last.index == index - 1:
+            t = temporal_error(last.output, output, last.target, target, **opts)
             self.temporal[sequence].append(float(t[0]))
-        self._last = (sequence, index, output, target)
+        self._last = _Scored(sequence, index, output, target)
 
     def result(self, protocol: str, settings: dict[str, object]) -> EvalResult:
         per_sequence: dict[str, dict[str, float]] = {}
@@ -255,6 +266,10 @@ def _size(x: torch.Tensor) -> str:
     return f"{x.shape[-1]}x{x.shape[-2]}"
 
 
+def _progress(total: int, enabled: bool) -> tqdm:
+    return tqdm(total=total, desc="eval", unit="frame", disable=not enabled, file=sys.stderr)
+
+
 # ----------------------------------------------------------------------------- protocols
 
 
@@ -274,37 +289,45 @@ def protocol_frames(protocol: str, num_frames: int, sequence: str = "") -> list[
     return list(SU30_FRAMES)
 
 
-def _neighbours(t: int, n: int) -> tuple[int, int]:
-    """(frame paired as 'next', frame used as 'previous') for frame t of n: t+1 or t-1."""
-    nxt = t + 1 if t + 1 < n else max(t - 1, 0)
-    prev = t - 1 if t > 0 else min(t + 1, n - 1)
-    return nxt, prev
+#: One network call: (frame_t, frame_next, frame_prev), each (1, 3, H, W) -> (1, 3, H, W)
+#: float32 in [0, 1].
+Deblur = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _release_forward(model, frames: list[torch.Tensor | None], device, precision) -> torch.Tensor:
-    """The authors' test-time handling around one network call (see ``release`` above).
+def _network(model: torch.nn.Module, runtime: Runtime) -> Deblur:
+    """The model's forward through ``runtime``, given only the frames its variant reads
+    (frame_next from 2 input frames on, frame_prev with 3)."""
+    forward = runtime.prepare(model)
+    in_frames = model.in_frames
 
-    frames: [t, next, prev] as (1, 3, H, W); returns (1, 3, H, W).
-    """
-    from ..inference.deblur import deblur_image_pair
+    def deblur(frame_t, frame_next, frame_prev):
+        out = forward(frame_t, frame_next if in_frames >= 2 else None,
+                      frame_prev if in_frames == 3 else None)
+        return out.image.float().clamp_(0.0, 1.0)
 
-    h, w = frames[0].shape[-2:]
-    portrait = h > w
-    prepared = []
-    for f in frames:
-        if f is not None:
-            if portrait:
-                f = f.transpose(-1, -2)
-            ph, pw = (-f.shape[-2]) % RELEASE_PAD_MULTIPLE, (-f.shape[-1]) % RELEASE_PAD_MULTIPLE
-            f = F.pad(f, (0, pw, 0, ph), mode="constant", value=0.0)
-        prepared.append(f)
-    out = deblur_image_pair(
-        model, prepared[0], prepared[1], frame_prev=prepared[2], device=device,
-        precision=precision,
-    )
-    if portrait:
-        return out[..., :w, :h].transpose(-1, -2)
-    return out[..., :h, :w]
+    return deblur
+
+
+def _release_handling(deblur: Deblur) -> Deblur:
+    """``deblur`` wrapped in the authors' test-time handling (see ``release`` above):
+    portrait frames transposed to landscape and back, zero padding to multiples of
+    :data:`RELEASE_PAD_MULTIPLE` at the bottom and right, cropped back."""
+
+    def prepare(f: torch.Tensor, portrait: bool) -> torch.Tensor:
+        if portrait:
+            f = f.transpose(-1, -2)
+        ph, pw = (-f.shape[-2]) % RELEASE_PAD_MULTIPLE, (-f.shape[-1]) % RELEASE_PAD_MULTIPLE
+        return F.pad(f, (0, pw, 0, ph), mode="constant", value=0.0)
+
+    def release(frame_t, frame_next, frame_prev):
+        h, w = frame_t.shape[-2:]
+        portrait = h > w
+        out = deblur(*(prepare(f, portrait) for f in (frame_t, frame_next, frame_prev)))
+        if portrait:
+            return out[..., :w, :h].transpose(-1, -2)
+        return out[..., :h, :w]
+
+    return release
 
 
 class _FrameCache:
@@ -317,8 +340,6 @@ class _FrameCache:
         self.frames: dict[int, torch.Tensor] = {}
 
     def get(self, i: int) -> torch.Tensor:
-        from ..media.video import read_image
-
         if i not in self.frames:
             self.frames[i] = read_image(self.paths[i]).unsqueeze(0).to(self.device)
         return self.frames[i]
@@ -326,6 +347,74 @@ class _FrameCache:
     def forget_before(self, i: int) -> None:
         for k in [k for k in self.frames if k < i]:
             del self.frames[k]
+
+
+@dataclass
+class _Options:
+    """What evaluate_model does with each output, besides deblurring it."""
+
+    quantize: bool
+    save_dir: Path | None
+
+
+def _check_model_options(protocol: str, quantize: bool, crop_border: int,
+                         max_frames: int | None) -> None:
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if protocol == "release" and not quantize:
+        raise UserError("protocol release quantises outputs to 8 bits; drop --no-quantize")
+    if crop_border < 0:
+        raise UserError(f"--crop must be >= 0, got {crop_border}")
+    if max_frames is not None and max_frames < 1:
+        raise UserError(f"--max-frames must be at least 1, got {max_frames}")
+
+
+@dataclass
+class _SequencePlan:
+    """A sequence and the frame indices the protocol scores in it."""
+
+    sequence: Sequence
+    indices: list[int]
+
+
+def _scored_frames(root: str | os.PathLike, layout: str, split: str, protocol: str,
+                   max_frames: int | None) -> list[_SequencePlan]:
+    """What evaluate_model scores, sequence by sequence; UserError for unusable data."""
+    sequences = find_sequences(root, layout, split=split)
+    if not sequences:
+        raise UserError(f"no {split} sequences found in {root} (layout {layout})")
+    plan = []
+    for seq in sequences:
+        if not seq.sharp:
+            raise UserError(f"sequence {seq.name!r} in {root} has no sharp frames to score against")
+        if len(seq.sharp) != len(seq.blur):
+            raise UserError(
+                f"sequence {seq.name!r} has {len(seq.blur)} blurry but {len(seq.sharp)} sharp "
+                "frames"
+            )
+        indices = protocol_frames(protocol, len(seq.blur), seq.name)
+        plan.append(_SequencePlan(seq, indices[:max_frames] if max_frames else indices))
+    return plan
+
+
+def _score_sequence(seq: Sequence, indices: list[int], deblur: Deblur, device: torch.device,
+                    options: _Options, scorer: _Scorer, bar: tqdm) -> None:
+    """Deblur and score the frames ``indices`` of ``seq``, in order."""
+    blur, sharp = _FrameCache(seq.blur, device), _FrameCache(seq.sharp, device)
+    for t in indices:
+        paired, other = neighbours(t, len(seq.blur))
+        blur.forget_before(min(t, other))
+        out = deblur(blur.get(t), blur.get(paired), blur.get(other))
+        out = quantize_8bit(out) if options.quantize else out.clamp(0.0, 1.0)
+        target = sharp.get(t)
+        sharp.forget_before(t)
+        stem = Path(seq.blur[t]).stem
+        scorer.add(seq.name, stem, t, out, target)
+        if options.save_dir is not None:
+            path = options.save_dir / seq.name / (stem + ".png")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_image(path, out[0].cpu(), bits=8)
+        bar.update(1)
 
 
 def evaluate_model(
@@ -336,7 +425,7 @@ def evaluate_model(
     protocol: str = "all",
     split: str = "test",
     device: str | torch.device = "cpu",
-    precision: str = "fp32",
+    precision: str = "auto",
     crop_border: int = 0,
     y_channel: bool = False,
     quantize: bool = True,
@@ -351,7 +440,8 @@ def evaluate_model(
             needs are picked as described in :data:`PROTOCOLS`).
         root, layout, split: the dataset, as :func:`flowdeblur.data.readers.find_sequences`.
         protocol: one of :data:`PROTOCOLS` (module docstring).
-        device, precision: where and how the network runs ("fp32", "bf16", "fp16").
+        device, precision: where and how the network runs (:meth:`Runtime.resolve` for
+            reporting: precision "auto" is fp32; "bf16" and "fp16" run under autocast).
         crop_border, y_channel: scoring options of :func:`flowdeblur.evaluation.metrics.psnr`.
         quantize: round outputs to 8 bits before scoring (always on under ``release``).
         save_dir: also write every scored output as an 8-bit PNG to
@@ -361,70 +451,24 @@ def evaluate_model(
     Returns:
         An :class:`EvalResult`.
     """
-    from ..data.readers import find_sequences
-    from ..inference.deblur import precision_context, resolve_device
-
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if protocol == "release" and not quantize:
-        raise UserError("protocol release quantises outputs to 8 bits; drop --no-quantize")
-    if crop_border < 0:
-        raise UserError(f"--crop must be >= 0, got {crop_border}")
-    if max_frames is not None and max_frames < 1:
-        raise UserError(f"--max-frames must be at least 1, got {max_frames}")
-    dev = resolve_device(device)
-    precision_context(precision, dev)  # validates the precision/device pair early
-
-    sequences = find_sequences(root, layout, split=split)
-    if not sequences:
-        raise UserError(f"no {split} sequences found in {root} (layout {layout})")
-    plan = []
-    for seq in sequences:
-        if not seq.sharp:
-            raise UserError(f"sequence {seq.name!r} in {root} has no sharp frames to score against")
-        if len(seq.sharp) != len(seq.blur):
-            raise UserError(
-                f"sequence {seq.name!r} has {len(seq.blur)} blurry but {len(seq.sharp)} sharp "
-                "frames"
-            )
-        indices = protocol_frames(protocol, len(seq.blur), seq.name)
-        plan.append((seq, indices[:max_frames] if max_frames else indices))
-
+    _check_model_options(protocol, quantize, crop_border, max_frames)
+    runtime = Runtime.resolve(device, precision, purpose="report")
+    plan = _scored_frames(root, layout, split, protocol, max_frames)
+    deblur = _network(model, runtime)
+    if protocol == "release":
+        deblur = _release_handling(deblur)
+    options = _Options(quantize, Path(save_dir) if save_dir is not None else None)
     scorer = _Scorer(crop_border, y_channel)
-    bar = _progress(sum(len(i) for _, i in plan), progress)
-    try:
-        for seq, indices in plan:
-            blur, sharp = _FrameCache(seq.blur, dev), _FrameCache(seq.sharp, dev)
-            n = len(seq.blur)
-            for t in indices:
-                nxt, prev = _neighbours(t, n)
-                blur.forget_before(min(t, prev))
-                frames = [blur.get(t), blur.get(nxt), blur.get(prev)]
-                if protocol == "release":
-                    out = _release_forward(model, frames, dev, precision)
-                else:
-                    from ..inference.deblur import deblur_image_pair
-
-                    out = deblur_image_pair(
-                        model, frames[0], frames[1], frame_prev=frames[2], device=dev,
-                        precision=precision,
-                    )
-                out = quantize_8bit(out) if quantize else out.clamp(0.0, 1.0)
-                target = sharp.get(t)
-                sharp.forget_before(t)
-                scorer.add(seq.name, Path(seq.blur[t]).stem, t, out, target)
-                if save_dir is not None:
-                    _save(Path(save_dir) / seq.name / (Path(seq.blur[t]).stem + ".png"), out)
-                bar.update(1)
-    finally:
-        bar.close()
+    with _progress(sum(len(p.indices) for p in plan), progress) as bar:
+        for p in plan:
+            _score_sequence(p.sequence, p.indices, deblur, runtime.device, options, scorer, bar)
     settings = {
         "mode": "model",
         "data": str(root),
         "layout": layout,
         "split": split,
-        "device": str(dev),
-        "precision": precision,
+        "device": str(runtime.device),
+        "precision": runtime.precision,
         "crop_border": crop_border,
         "y_channel": y_channel,
         "quantize": quantize,
@@ -434,26 +478,29 @@ def evaluate_model(
     return scorer.result(protocol, settings)
 
 
-def _save(path: Path, image: torch.Tensor) -> None:
-    from ..media.video import write_image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_image(path, image[0].cpu(), bits=8)
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="eval", unit="frame", disable=not enabled, file=sys.stderr)
-
-
 # ----------------------------------------------------------------------------- folders
+
+
+@dataclass
+class _Target:
+    """A ground-truth image: its sequence, its place in it, its file."""
+
+    sequence: str
+    index: int
+    path: Path
+
+
+@dataclass
+class _Job:
+    """An output image matched to its target."""
+
+    key: str  # relative path without suffix
+    output: Path
+    target: _Target
 
 
 def _scan_images(folder: Path) -> dict[str, Path]:
     """Relative path without suffix (POSIX) -> file, for every image under ``folder``."""
-    from ..media.video import IMAGE_EXTENSIONS
-
     found: dict[str, Path] = {}
     for path in sorted(folder.rglob("*")):
         if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
@@ -469,10 +516,30 @@ def _scan_images(folder: Path) -> dict[str, Path]:
     return found
 
 
-def _split_key(key: str) -> tuple[str, str]:
-    """'seq/sub/frame' -> ('seq', 'sub/frame'); a flat 'frame' -> ('.', 'frame')."""
-    head, sep, rest = key.partition("/")
-    return (head, rest) if sep else (".", key)
+def _sequence_of(key: str) -> str:
+    """'seq/sub/frame' -> 'seq'; a flat 'frame' -> '.'."""
+    head, sep, _ = key.partition("/")
+    return head if sep else "."
+
+
+def _folder_targets(tgt_root: Path, layout: str | None, split: str) -> dict[str, _Target]:
+    """Target key -> target: the images under ``tgt_root`` (indexed in natural order within
+    their sequence), or with ``layout`` that dataset's sharp frames keyed
+    ``<sequence>/<frame stem>``."""
+    targets: dict[str, _Target] = {}
+    if layout is not None:
+        for seq in find_sequences(tgt_root, layout, split=split):
+            for i, path in enumerate(seq.sharp):
+                targets[f"{seq.name}/{Path(path).stem}"] = _Target(seq.name, i, Path(path))
+        return targets
+    by_seq: dict[str, list[str]] = {}
+    found = _scan_images(tgt_root)
+    for key in found:
+        by_seq.setdefault(_sequence_of(key), []).append(key)
+    for seq, keys in by_seq.items():
+        for i, key in enumerate(sorted(keys, key=natural_key)):
+            targets[key] = _Target(seq, i, found[key])
+    return targets
 
 
 def evaluate_folders(
@@ -500,8 +567,6 @@ def evaluate_folders(
     pairs outputs whose targets are consecutive in their sequence (natural sort order).
     ``quantize`` rounds the outputs to 8 bits first (use it for 16-bit or float files).
     """
-    from ..media.video import natural_key, read_image
-
     out_root, tgt_root = Path(output_dir), Path(target_dir)
     for what, folder in (("outputs", out_root), ("targets", tgt_root)):
         if not folder.is_dir():
@@ -511,50 +576,30 @@ def evaluate_folders(
     outputs = _scan_images(out_root)
     if not outputs:
         raise UserError(f"no images found under {out_root}")
-
-    # target key -> (sequence, index in its sequence, path)
-    targets: dict[str, tuple[str, int, Path]] = {}
-    if layout is None:
-        by_seq: dict[str, list[str]] = {}
-        found = _scan_images(tgt_root)
-        for key in found:
-            by_seq.setdefault(_split_key(key)[0], []).append(key)
-        for seq, keys in by_seq.items():
-            for i, key in enumerate(sorted(keys, key=natural_key)):
-                targets[key] = (seq, i, found[key])
-    else:
-        from ..data.readers import find_sequences
-
-        for seq in find_sequences(tgt_root, layout, split=split):
-            for i, path in enumerate(seq.sharp):
-                targets[f"{seq.name}/{Path(path).stem}"] = (seq.name, i, Path(path))
+    targets = _folder_targets(tgt_root, layout, split)
 
     jobs = []
     for key, path in outputs.items():
         if key not in targets:
             where = f"{tgt_root} (layout {layout})" if layout else str(tgt_root)
             raise UserError(f"output {path} has no target {key}.* in {where}")
-        seq, index, tpath = targets[key]
-        jobs.append((seq, index, key, path, tpath))
+        jobs.append(_Job(key, path, targets[key]))
     # Sequences in natural order, frames in target order: the scorer needs increasing indices.
-    jobs.sort(key=lambda j: (natural_key(j[0]), j[1]))
+    jobs.sort(key=lambda j: (natural_key(j.target.sequence), j.target.index))
 
     scorer = _Scorer(crop_border, y_channel)
-    bar = _progress(len(jobs), progress)
-    try:
-        for seq, index, key, opath, tpath in jobs:
-            out = read_image(opath).unsqueeze(0)
+    with _progress(len(jobs), progress) as bar:
+        for job in jobs:
+            out = read_image(job.output).unsqueeze(0)
             out = quantize_8bit(out) if quantize else out
-            target = read_image(tpath).unsqueeze(0)
+            target = read_image(job.target.path).unsqueeze(0)
             if tuple(out.shape) != tuple(target.shape):
-                raise UserError(
-                    f"{opath} is {_size(out)} but its target {tpath} is {_size(target)}"
-                )
-            frame = key[len(seq) + 1 :] if key.startswith(seq + "/") else key
-            scorer.add(seq, frame, index, out, target)
+                raise UserError(f"{job.output} is {_size(out)} but its target "
+                                f"{job.target.path} is {_size(target)}")
+            seq = job.target.sequence
+            frame = job.key[len(seq) + 1 :] if job.key.startswith(seq + "/") else job.key
+            scorer.add(seq, frame, job.target.index, out, target)
             bar.update(1)
-    finally:
-        bar.close()
     settings = {
         "mode": "folders",
         "outputs": str(out_root),

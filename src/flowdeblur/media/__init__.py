@@ -1,22 +1,23 @@
 """Reading and writing images and videos; files that appear only once complete (atomic).
 
-Other subpackages import the I/O names from here, not from the modules that define them.
+Modules: ``images`` (image files, folders of frames), ``video_reader`` (decoding),
+``video_writer`` (encoding, audio muxing), ``frames`` (:class:`FrameSource`: a video, a folder
+or a list of images as one stream), ``atomic`` (temporary file, then rename), ``pixels``
+(float tensors <-> integer arrays). Other subpackages import the I/O names from here, not from
+the modules that define them.
 """
 
-from .video import (
+from .frames import FrameSource
+from .images import (
     IMAGE_EXTENSIONS,
-    FrameSource,
-    VideoInfo,
-    VideoReader,
-    VideoWriter,
     is_image_path,
-    is_video_path,
     list_images,
     natural_key,
     read_image,
-    rotate_for_display,
     write_image,
 )
+from .video_reader import VideoInfo, VideoReader, is_video_path, rotate_for_display
+from .video_writer import VideoWriter
 
 __all__ = [
     "IMAGE_EXTENSIONS",

@@ -1,9 +1,11 @@
 """A fast forward pass for fixed frame sizes, and the stand-in RNN that benchmarks compare with.
 
+This is the implementation behind :meth:`flowdeblur.runtime.Runtime.prepare`.
 :func:`prepare_for_inference` turns a :class:`~flowdeblur.models.FlowDeblurNet` into a callable
 ``fast(frame_t, frame_next) -> image`` that runs
 
-- on a private copy of the model (eval mode, no gradients), so the caller's model is untouched;
+- on a private copy of the model (eval mode, no gradients), so the caller's model is untouched
+  (or, where nothing about the weights changes, on the model itself: ``private_copy=False``);
 - under ``torch.autocast`` in bf16/fp16 on CUDA (fp32, or bf16 if asked, on CPU), with the
   copy's weights cast once to that dtype: autocast would round them the same way on every call,
   so the result is identical and the per-call cast kernels disappear;
@@ -17,7 +19,7 @@
 
 The forward has no host synchronisation (no ``.item()``, no data-dependent shapes); that is what
 lets it be captured in a CUDA graph at all (capture fails on a sync), and
-``tests/test_accelerate.py`` checks it with ``torch.cuda.set_sync_debug_mode("error")``.
+``tests/test_runtime.py`` checks it with ``torch.cuda.set_sync_debug_mode("error")``.
 
 :func:`use_standin_rnn` temporarily replaces every spatial RNN by ``x.repeat(1, 4, 1, 1) * w``,
 an elementwise op of the same input and output shapes: the network then costs what its
@@ -29,20 +31,15 @@ from __future__ import annotations
 import contextlib
 import copy
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models.layers import SpatialRNN
+from ..models import FlowDeblurOutput, SpatialRNN
 from ..ops import backend_available, resolve_backend
-
-#: precision name -> autocast dtype (None: plain fp32, no autocast).
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "bf16": torch.bfloat16,
-    "fp16": torch.float16,
-}
+from .device import autocast_dtype, default_channels_last, resolve_device, resolve_precision
 
 #: ``torch.compile`` modes accepted by :func:`prepare_for_inference`.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -90,9 +87,9 @@ def use_standin_rnn(model: nn.Module) -> Iterator[nn.Module]:
 
     The modules are swapped in place (``model`` itself is yielded) and the original ones put
     back on exit, even after an exception. Layers in ``"identity"`` or ``"concat"`` mode (the
-    Table IV ablations) have no recurrence and are left as they are. Anything built from the
-    model inside the block (a :func:`prepare_for_inference` callable, a compiled function)
-    keeps the stand-in after the block ends.
+    Table IV ablations) have no recurrence and are left as they are. A private copy made
+    inside the block (a :func:`prepare_for_inference` callable, a compiled function) keeps the
+    stand-in after the block ends; a callable that runs ``model`` itself does not.
     """
     # Collect first, then swap: replacing children while iterating modules() would skip some.
     targets = [
@@ -111,40 +108,6 @@ def use_standin_rnn(model: nn.Module) -> Iterator[nn.Module]:
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; an explicit device must exist here."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise UserError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {str(dev)!r} asked for, but CUDA is not available here")
-    if dev.type not in ("cpu", "cuda"):
-        raise UserError(f"device {str(dev)!r} is not supported; use cpu or cuda")
-    return dev
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``; None for plain fp32."""
-    if precision not in PRECISIONS:
-        raise UserError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
-    if precision == "fp16" and device.type == "cpu":
-        raise UserError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
-    return PRECISIONS[precision]
-
-
-def default_channels_last(device: torch.device | str) -> bool:
-    """NHWC on CUDA (tensor-core convolutions), NCHW on CPU.
-
-    On CPU the layout conversions around the NCHW RNN kernel dominate: making one 720p gate map
-    (1x96x384x640 fp32) contiguous took ~330 ms on the 2-core development machine, against
-    ~230 ms for that RNN layer itself.
-    """
-    return torch.device(device).type == "cuda"
 
 
 def _check_compile(
@@ -189,7 +152,10 @@ class FastForward:
     """Callable made by :func:`prepare_for_inference`; see there.
 
     ``fast(frame_t, frame_next=None, frame_prev=None)``: (N, 3, H, W) float frames in [0, 1],
-    on any device (moved to ``fast.device``) -> (N, 3, H, W) float32 image on ``fast.device``.
+    on any device (moved to ``fast.device``) -> on ``fast.device``, either the (N, 3, H, W)
+    float32 image or, with ``full_output``, a :class:`~flowdeblur.models.FlowDeblurOutput`
+    whose image and flows are float32 (gates left out: inference never reads them, and with
+    CUDA graphs they would be copied out of graph memory on every call).
     """
 
     def __init__(
@@ -203,6 +169,7 @@ class FastForward:
         freeze: bool,
         cuda_graph: bool,
         clone_output: bool,
+        full_output: bool = False,
     ) -> None:
         self.net = net
         self.device = device
@@ -211,16 +178,18 @@ class FastForward:
         self.compile_mode = compile_mode
         self.cuda_graph = cuda_graph
         self.clone_output = clone_output
+        self.full_output = full_output
         self._fn = self._build(compile_mode, freeze)
         # Inductor's cudagraph trees reuse output memory on the next replay.
         self._tree_graphs = compile_mode in CUDAGRAPH_COMPILE_MODES
         # Manual capture: one graph per input signature, all sharing one memory pool.
-        self._graphs: dict[tuple, tuple[list, torch.Tensor, torch.cuda.CUDAGraph]] = {}
+        self._graphs: dict[tuple, _CapturedGraph] = {}
         self._pool = torch.cuda.graph_pool_handle() if cuda_graph else None
 
     def _build(self, compile_mode: str | None, freeze: bool):
         net, device, amp_dtype = self.net, self.device, self.amp_dtype
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        full_output = self.full_output
 
         def forward(frame_t, frame_next, frame_prev):
             frames = [f if f is None else f.contiguous(memory_format=layout)
@@ -230,14 +199,20 @@ class FastForward:
             with torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16,
                                 enabled=amp_dtype is not None, cache_enabled=False):
                 out = net(*frames)
-            return out.image.float()
+            if not full_output:
+                return out.image.float()
+            # Plain containers out of the compiled or captured function: every compiler and
+            # capture handles dicts of tensors; FlowDeblurOutput is built outside (_finish).
+            return {"image": out.image.float(), "flows": [f.float() for f in out.flows],
+                    "padded_size": out.padded_size}
 
         if compile_mode is None:
             return forward
         if freeze:
             # Freezing folds the (constant) weights into the graph: layout conversions and casts
             # happen once at compile time. It needs inductor options, which torch.compile will
-            # not take together with `mode`, so spell the mode out as its options.
+            # not take together with `mode`, so spell the mode out as its options. Imported
+            # here: loading inductor takes seconds and only compiled forwards need it.
             from torch._inductor import list_mode_options
 
             options = dict(list_mode_options(compile_mode, dynamic=False))
@@ -255,7 +230,7 @@ class FastForward:
         frame_t: torch.Tensor,
         frame_next: torch.Tensor | None = None,
         frame_prev: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+    ) -> torch.Tensor | FlowDeblurOutput:
         frames = [self._to_device(f) for f in (frame_t, frame_next, frame_prev)]
         if self.cuda_graph:
             return self._replay(frames)
@@ -265,26 +240,23 @@ class FastForward:
             torch.compiler.cudagraph_mark_step_begin()
         with torch.no_grad():
             out = self._fn(*frames)
-        if self._tree_graphs and self.clone_output:
-            out = out.clone()
-        return out
+        return _finish(out, clone=self._tree_graphs and self.clone_output)
 
     # -- manual CUDA graph capture of the whole forward
 
-    def _replay(self, frames: list[torch.Tensor | None]) -> torch.Tensor:
+    def _replay(self, frames: list[torch.Tensor | None]) -> torch.Tensor | FlowDeblurOutput:
         key = tuple(None if f is None else (tuple(f.shape), f.dtype) for f in frames)
         entry = self._graphs.get(key)
         if entry is None:
             entry = self._capture(frames)
             self._graphs[key] = entry
-        static_in, static_out, graph = entry
-        for buf, f in zip(static_in, frames):
+        for buf, f in zip(entry.inputs, frames):
             if buf is not None:
                 buf.copy_(f, non_blocking=True)
-        graph.replay()
-        return static_out.clone() if self.clone_output else static_out
+        entry.graph.replay()
+        return _finish(entry.output, clone=self.clone_output)
 
-    def _capture(self, frames: list[torch.Tensor | None]):
+    def _capture(self, frames: list[torch.Tensor | None]) -> _CapturedGraph:
         # torch.cuda.graph captures on the current device: make that ours.
         with torch.cuda.device(self.device):
             static_in = [None if f is None else f.clone() for f in frames]
@@ -299,7 +271,12 @@ class FastForward:
             graph = torch.cuda.CUDAGraph()
             with torch.no_grad(), torch.cuda.graph(graph, pool=self._pool):
                 static_out = self._fn(*static_in)
-        return static_in, static_out, graph
+        return _CapturedGraph(inputs=static_in, output=static_out, graph=graph)
+
+    @property
+    def captured_shapes(self) -> list[tuple]:
+        """The input signatures captured as CUDA graphs so far (one per frame shape)."""
+        return list(self._graphs)
 
     def describe(self) -> str:
         """One line: device, precision, layout and how the forward runs."""
@@ -311,11 +288,53 @@ class FastForward:
         return f"{self.device} {prec} {layout} {how}"
 
 
+@dataclass
+class _CapturedGraph:
+    """One captured forward: its static input buffers, its output in graph memory."""
+
+    inputs: list[torch.Tensor | None]
+    output: torch.Tensor | dict
+    graph: torch.cuda.CUDAGraph
+
+
+def _finish(out: torch.Tensor | dict, *, clone: bool) -> torch.Tensor | FlowDeblurOutput:
+    """The caller's result from the inner forward's: the image, or a FlowDeblurOutput;
+    ``clone``: copied out of memory that the next graph replay overwrites."""
+    if isinstance(out, torch.Tensor):
+        return out.clone() if clone else out
+    image, flows = out["image"], out["flows"]
+    if clone:
+        image, flows = image.clone(), [f.clone() for f in flows]
+    return FlowDeblurOutput(image=image, flows=flows, padded_size=out["padded_size"])
+
+
+def _inference_net(
+    model: nn.Module, device: torch.device, *, private_copy: bool, weight_dtype: torch.dtype | None,
+    channels_last: bool,
+) -> nn.Module:
+    """The module the fast forward runs: a private copy in eval mode with its RNN backends
+    pinned, weights cast and laid out; or, without ``private_copy``, ``model`` itself moved to
+    ``device`` and put in eval mode (weights as they are: autocast casts them per call)."""
+    if not private_copy:
+        if channels_last:
+            raise ValueError("channels_last changes the weights' layout: it needs private_copy")
+        return model.to(device).eval()
+    net = copy.deepcopy(model)
+    net.eval().requires_grad_(False)
+    _resolve_rnn_backends(net, device)
+    net.to(device)
+    if weight_dtype is not None:
+        net.to(weight_dtype)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    return net
+
+
 def prepare_for_inference(
     model: nn.Module,
     *,
-    device: str | torch.device,
-    precision: str | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
     channels_last: bool | None = None,
     compile: bool | str = False,
     cuda_graph: bool = False,
@@ -325,6 +344,8 @@ def prepare_for_inference(
     example_size: Sequence[int] | None = None,
     example_batch: int = 1,
     clone_output: bool = True,
+    private_copy: bool = True,
+    full_output: bool = False,
 ) -> FastForward:
     """A fast ``(frame_t, frame_next) -> image`` function for ``model`` on ``device``.
 
@@ -337,12 +358,12 @@ def prepare_for_inference(
         device: ``"cuda"``, ``"cpu"``, ``"cuda:1"``, ``"auto"`` or a ``torch.device``.
         precision: ``"bf16"``/``"fp16"`` run under autocast (fp16 only on CUDA); ``"fp32"``
             runs without autocast (cuDNN's TF32 setting, ``torch.backends.cudnn.allow_tf32``,
-            then decides the conv arithmetic on CUDA). Default: bf16 on CUDA, fp32 on CPU
-            (CPU bf16 convolutions are rarely faster).
+            then decides the conv arithmetic on CUDA); ``"auto"``: the deblurring default of
+            :func:`flowdeblur.runtime.device.resolve_precision`.
         channels_last: store weights and run inputs in NHWC, which tensor-core convolutions
             prefer. RNN backends that need NCHW copy their inputs, so this helps only where
             the convolutions gain more than the copies cost. Default (None): True on CUDA,
-            False on CPU (see :func:`default_channels_last`).
+            False on CPU (see :func:`~flowdeblur.runtime.device.default_channels_last`).
         compile: False, True (= ``"default"``) or a ``torch.compile`` mode from
             :data:`COMPILE_MODES`; compiled for fixed sizes (``dynamic=False``): a new input
             size recompiles. ``"max-autotune"`` and ``"reduce-overhead"`` also use CUDA graphs.
@@ -359,41 +380,32 @@ def prepare_for_inference(
             ``example_batch``, instead of on the first call.
         clone_output: with CUDA graphs the output lives in graph memory that the next call
             overwrites; return a copy (False: return that memory, valid until the next call).
+        private_copy: False runs ``model`` itself (moved to ``device``, eval mode, weights
+            uncast): nothing to copy where nothing about the weights changes; needs
+            ``channels_last=False``.
+        full_output: return the whole :class:`~flowdeblur.models.FlowDeblurOutput` (image and
+            flows, float32) instead of the image alone.
     Returns:
         :class:`FastForward` ``fast``: ``fast(frame_t, frame_next=None, frame_prev=None)``
         with (N, 3, H, W) float frames in [0, 1] -> (N, 3, H, W) float32 image on ``device``
         (not clamped, like the model's own output). No host synchronisation inside.
     """
     dev = resolve_device(device)
-    if precision is None:
-        precision = "bf16" if dev.type == "cuda" else "fp32"
-    amp_dtype = autocast_dtype(precision, dev)
+    amp_dtype = autocast_dtype(resolve_precision(precision, dev))
     if channels_last is None:
         channels_last = default_channels_last(dev)
     compile_mode = _check_compile(compile, cuda_graph, dev)
     if freeze and compile_mode is None:
         raise UserError("freeze=True only applies to a compiled forward; set compile too")
-
-    net = copy.deepcopy(model)
-    net.eval().requires_grad_(False)
-    _resolve_rnn_backends(net, dev)
-    net.to(dev)
-    if cast_weights and amp_dtype is not None:
-        net.to(amp_dtype)
-    if channels_last:
-        net.to(memory_format=torch.channels_last)
+    net = _inference_net(model, dev, private_copy=private_copy, channels_last=channels_last,
+                         weight_dtype=amp_dtype if cast_weights else None)
     if cudnn_benchmark and dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
     fast = FastForward(
-        net,
-        device=dev,
-        amp_dtype=amp_dtype,
-        channels_last=channels_last,
-        compile_mode=compile_mode,
-        freeze=freeze,
-        cuda_graph=cuda_graph,
-        clone_output=clone_output,
+        net, device=dev, amp_dtype=amp_dtype, channels_last=channels_last,
+        compile_mode=compile_mode, freeze=freeze, cuda_graph=cuda_graph,
+        clone_output=clone_output, full_output=full_output,
     )
     if example_size is not None:
         h, w = (int(v) for v in example_size)

@@ -15,29 +15,52 @@ rng             one entry per process: torch, cuda, numpy and python RNG states 
 world_size      number of processes that wrote it (``len(rng)``)
 ==============  ===============================================================================
 
-Writes go to a temporary file in the same folder, then ``os.replace``: a crash (even kill -9)
-leaves either the previous checkpoint or the new one, never half of one.
+Writes go through :func:`flowdeblur.media.atomic.atomic_file`: a crash (even kill -9) leaves
+either the previous checkpoint or the new one, never half of one.
+
+Resuming (:func:`find_resume_point`) continues only the same stage, model variant and number of
+processes; a run whose loss stops being finite raises :class:`TrainingDiverged`, which names the
+last good checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from torch import nn
 
 from ..errors import UserError
+from ..media.atomic import TEMP_SUFFIX, atomic_file, temp_prefix
+from ..models import FlowDeblurNet
+from ..weights import save_weights
+from .config import TrainConfig, to_dict
+from .schedule import learning_rate
 
 FORMAT = "flowdeblur-checkpoint"
 VERSION = 1
 REQUIRED = ("format", "version", "step", "config", "model", "optimizer", "schedule", "rng")
 
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+#: Temporaries that :func:`atomic_file` leaves when a write is cut by kill -9.
+_STALE_TEMPS = f"{temp_prefix(Path('step_*.pt'))}*{TEMP_SUFFIX}"
+
+
+class Checkpoint(NamedTuple):
+    """One checkpoint file of a run."""
+
+    step: int
+    path: Path
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is left untouched."""
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -49,8 +72,8 @@ def checkpoint_path(run_dir: str | os.PathLike, step: int) -> Path:
     return checkpoint_dir(run_dir) / f"step_{step:08d}.pt"
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
-    """(step, path) of every checkpoint in ``run_dir``, oldest first (temporary files skipped)."""
+def list_checkpoints(run_dir: str | os.PathLike) -> list[Checkpoint]:
+    """Every checkpoint in ``run_dir``, oldest first (temporary files skipped)."""
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
@@ -58,14 +81,14 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[tuple[int, Path]]:
     for p in folder.iterdir():
         m = _NAME.match(p.name)
         if m and p.is_file():
-            found.append((int(m.group(1)), p))
+            found.append(Checkpoint(int(m.group(1)), p))
     return sorted(found)
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The newest checkpoint of ``run_dir``, or None."""
     found = list_checkpoints(run_dir)
-    return found[-1][1] if found else None
+    return found[-1].path if found else None
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -73,26 +96,16 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())  # the rename must not land before the data
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints (and stale temporary files)."""
     found = list_checkpoints(run_dir)
-    for _, p in found[: max(len(found) - keep, 0)]:
-        p.unlink(missing_ok=True)
-    for p in checkpoint_dir(run_dir).glob(".step_*.tmp"):
+    for old in found[: max(len(found) - keep, 0)]:
+        old.path.unlink(missing_ok=True)
+    for p in checkpoint_dir(run_dir).glob(_STALE_TEMPS):
         p.unlink(missing_ok=True)
 
 
@@ -127,3 +140,120 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state["step"], int) or state["step"] < 0:
         raise UserError(f"{path} holds an invalid step {state['step']!r}")
     return state
+
+
+def save_training_state(
+    run_dir: str | os.PathLike,
+    step: int,
+    *,
+    config: TrainConfig,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: list[dict[str, Any]],
+    ema: nn.Module | None = None,
+) -> Path:
+    """Checkpoint a run after ``step`` steps, then prune to ``config.log.keep_checkpoints``.
+
+    ``model`` is the unwrapped network, ``rng`` one :func:`flowdeblur.training.rng.rng_state`
+    per process (rank order). Returns the checkpoint's path.
+    """
+    target = checkpoint_path(run_dir, step)
+    save_checkpoint(target, {
+        "format": FORMAT, "version": VERSION, "step": step,
+        "config": to_dict(config), "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "schedule": {"kind": config.schedule.kind, "lr": learning_rate(step - 1, config)},
+        "rng": rng, "world_size": len(rng),
+        **({"ema": ema.state_dict()} if ema is not None else {}),
+    })
+    prune_checkpoints(run_dir, config.log.keep_checkpoints)
+    return target
+
+
+@dataclasses.dataclass(frozen=True)
+class ResumePoint:
+    """A checkpoint that a run continues from."""
+
+    path: Path
+    state: dict[str, Any]  #: as read by :func:`load_checkpoint`
+
+    @property
+    def step(self) -> int:
+        return self.state["step"]
+
+
+def find_resume_point(config: TrainConfig, world_size: int, resume: bool) -> ResumePoint | None:
+    """The newest checkpoint of ``config.run_dir`` when resuming, None for a fresh run.
+
+    UserError when resuming finds no checkpoint or one of another run (stage, variant, number
+    of processes) or one already at ``config.steps``; and when a fresh run would mix its
+    checkpoints with an earlier run's.
+    """
+    run_dir = Path(config.run_dir)
+    if not resume:
+        if list_checkpoints(run_dir):
+            raise UserError(f"{run_dir} already holds checkpoints: pass --resume to continue "
+                            f"that run, or choose another run_dir")
+        return None
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise UserError(f"--resume: no checkpoint in {checkpoint_dir(run_dir)}")
+    state = load_checkpoint(path)
+    _check_resumable(state, config, world_size, path)
+    return ResumePoint(path, state)
+
+
+def _check_resumable(state: dict, config: TrainConfig, world_size: int, path: Path) -> None:
+    """A checkpoint continues only the same model, stage and number of processes."""
+    saved = state["config"]
+    for key, now in (("stage", config.stage), ("model.variant", config.model.variant)):
+        section, _, name = key.rpartition(".")
+        was = (saved.get(section, {}) if section else saved).get(name)
+        if was != now:
+            raise UserError(f"{path} was trained with {key}={was}, this run has {key}={now}; "
+                            f"start a new run_dir (use --init-weights to start from its weights)")
+    if len(state["rng"]) != world_size:
+        raise UserError(
+            f"{path} was written by {len(state['rng'])} processes, this run has {world_size}: "
+            f"resume with the same number, or start a new run_dir with --init-weights"
+        )
+    if state["step"] >= config.steps:
+        raise UserError(f"{path} is already at step {state['step']} >= steps={config.steps}; "
+                        f"raise steps to train further")
+
+
+def export_final_weights(config: TrainConfig, model: nn.Module, step: int) -> Path:
+    """Write a finished run's weights to ``config.export_path`` (default
+    ``run_dir/weights.safetensors``) in ``config.export_dtype``; returns the path."""
+    path = Path(config.export_path or Path(config.run_dir) / "weights.safetensors")
+    save_weights(model, path, dtype=config.export_dtype,
+                 extra_metadata={"stage": config.stage, "step": str(step),
+                                 "ema_decay": str(config.ema_decay)})
+    return path
+
+
+def diverged(run_dir: str | os.PathLike, loss: float, step: int) -> TrainingDiverged:
+    """The error for a loss that became ``loss`` (not finite) at ``step``: it names the last
+    good checkpoint, which the run left untouched."""
+    good = latest_checkpoint(run_dir)
+    return TrainingDiverged(
+        f"the loss became {loss} at step {step}; stopped without "
+        + (f"saving; the last good checkpoint is {good}" if good
+           else "saving (no checkpoint was written yet)")
+        + "; try a lower optim.lr or set optim.grad_clip"
+    )
+
+
+def export_weights_from_checkpoint(
+    checkpoint: str | os.PathLike, output: str | os.PathLike, *, dtype: str = "fp32"
+) -> Path:
+    """Write the model weights of a training checkpoint as a safetensors weights file."""
+    state = load_checkpoint(checkpoint)
+    model = FlowDeblurNet(state["config"]["model"]["variant"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        reason = str(e).splitlines()[0]
+        raise UserError(f"{checkpoint} holds an unusable model ({reason})") from None
+    save_weights(model, output, dtype=dtype, extra_metadata={"step": str(state["step"])})
+    return Path(output)

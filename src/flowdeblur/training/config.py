@@ -21,12 +21,15 @@ from typing import Any
 
 import yaml
 
+from ..data.degrade import DegradeConfig
 from ..errors import UserError
+from ..models import VARIANTS
+from ..ops import BACKENDS
+from .losses import IMAGE_LOSSES, REDUCTIONS
 
 STAGES = ("flow", "joint")
 SOURCES = ("synthetic", "real", "mix")
 SCHEDULES = ("constant", "poly")
-REDUCTIONS = ("sum", "mean")
 EXPORT_DTYPES = ("fp32", "bf16", "fp16")
 
 
@@ -40,6 +43,7 @@ class ModelConfig:
     rnn_backend: str = "auto"
     #: Weights-only start (a ``.safetensors`` file from ``flowdeblur.weights.save_weights``):
     #: stage 2 starts from the stage-1 flow weights, as the paper started from FlowNetS.
+    #: "shipped": the weights shipped in the package (``flowdeblur.load_pretrained``).
     init_weights: str | None = None
     #: False: copy only the tensors whose name and shape fit (e.g. stage-1 weights of the
     #: 'full' model into the 'single_frame' variant, whose first conv differs).
@@ -83,6 +87,10 @@ class DataConfig:
     permute_colors: bool = True
     #: DataLoader worker processes for real data (0: load in the training process).
     num_workers: int = 4
+    #: Camera and codec degradations of the blurry inputs: fields of
+    #: :class:`flowdeblur.data.degrade.DegradeConfig` (noise_probability, shot_noise,
+    #: read_noise, compression_probability, quality); empty: clean inputs.
+    degrade: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,6 +153,16 @@ class TrainConfig:
     flow_loss: bool = True
     #: Stage 2: "sum" (paper/release: squared L2 summed over pixels) or "mean".
     loss_reduction: str = "sum"
+    #: Stage 2: the image term: "mse" (Eq. 14), "charbonnier" or "l1".
+    image_loss: str = "mse"
+    #: Keep an exponential moving average of the weights with this decay per step (0: off);
+    #: the exported weights are then the average's.
+    ema_decay: float = 0.0
+    #: Stop after this many seconds of training (0: no limit), checkpoint and export the
+    #: weights as at the end of a run.
+    time_limit_s: float = 0.0
+    #: Where the final weights go (default: ``run_dir/weights.safetensors``).
+    export_path: str | None = None
     #: dtype of the exported ``run_dir/weights.safetensors`` (bf16 halves it for shipping).
     export_dtype: str = "fp32"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -198,39 +216,62 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
         return _convert(value, inner[0], key)
     if tp is Any:
         return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str):  # PyYAML reads "8e5" (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:  # PyYAML reads "1e-3" (no dot) as a string
-                return float(value)
-            except ValueError:
-                pass
-    elif tp is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif origin is tuple:
+    if origin is tuple:
         if isinstance(value, (list, tuple)) and len(value) == len(args):
             return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
     elif origin is dict:
         if isinstance(value, dict):
             return dict(value)
+    elif tp in _SCALARS:
+        converted = _SCALARS[tp](value)
+        if converted is not _MISMATCH:
+            return converted
     else:  # pragma: no cover - a field type this module does not handle
         raise TypeError(f"unsupported config field type {tp!r} for {key}")
     raise UserError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+
+
+#: Returned by the scalar converters below for a value of the wrong type.
+_MISMATCH = object()
+
+
+def _as_bool(value: Any) -> Any:
+    return value if isinstance(value, bool) else _MISMATCH
+
+
+def _as_number(value: Any) -> Any:
+    """int or float (not bool) as is; a string that parses as a float, as that float
+    (PyYAML reads "1e-3" and "8e5", without a dot, as strings)."""
+    if isinstance(value, bool):
+        return _MISMATCH
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return _MISMATCH
+
+
+def _as_int(value: Any) -> Any:
+    number = _as_number(value)
+    if isinstance(number, int) or (isinstance(number, float) and number.is_integer()):
+        return int(number)
+    return _MISMATCH
+
+
+def _as_float(value: Any) -> Any:
+    number = _as_number(value)
+    return _MISMATCH if number is _MISMATCH else float(number)
+
+
+def _as_str(value: Any) -> Any:
+    ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+    return str(value) if ok else _MISMATCH
+
+
+_SCALARS = {bool: _as_bool, int: _as_int, float: _as_float, str: _as_str}
 
 
 def _type_name(tp: Any) -> str:
@@ -335,14 +376,31 @@ def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
         raise UserError(f"{key} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}")
 
 
+def degrade_config(data: DataConfig) -> DegradeConfig:
+    """``data.degrade`` as a checked :class:`DegradeConfig` (UserError naming a bad key)."""
+    known = [f.name for f in dataclasses.fields(DegradeConfig)]
+    for key in data.degrade:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean data.degrade.{close[0]}?" if close else ""
+            raise UserError(f"unknown key data.degrade.{key}{hint}")
+    try:
+        return DegradeConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                for k, v in data.degrade.items()})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"data.degrade: {e}") from None
+
+
 def validate(config: TrainConfig) -> None:
     """Check values that the types alone do not (choices, ranges, combinations)."""
-    from ..models import VARIANTS
-    from ..ops import BACKENDS
-
     c = config
     _choice("stage", c.stage, STAGES)
     _choice("loss_reduction", c.loss_reduction, REDUCTIONS)
+    _choice("image_loss", c.image_loss, IMAGE_LOSSES)
+    if not 0 <= c.ema_decay < 1:
+        raise UserError(f"ema_decay must be in [0, 1); got {c.ema_decay!r}")
+    _positive("time_limit_s", c.time_limit_s, allow_zero=True)
+    degrade_config(c.data)
     _choice("export_dtype", c.export_dtype, EXPORT_DTYPES)
     _choice("model.variant", c.model.variant, sorted(VARIANTS))
     _choice("model.rnn_backend", c.model.rnn_backend, BACKENDS)

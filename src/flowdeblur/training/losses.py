@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from ..models.network import FlowDeblurOutput, pad_to_multiple
 from ..ops import warp
 
+#: How a squared-error term is reduced (see :func:`eq14_loss`); ``loss_reduction`` in the
+#: training config takes one of these.
 REDUCTIONS = ("sum", "mean")
+
+#: The image term of Eq. 14: "mse" (the paper), or the robust "charbonnier"
+#: (sqrt(d^2 + eps^2), eps = CHARBONNIER_EPS) and "l1", which restoration networks often train
+#: with; ``image_loss`` in the training config takes one of these.
+IMAGE_LOSSES = ("mse", "charbonnier", "l1")
+CHARBONNIER_EPS = 1e-3
 
 
 @dataclass
@@ -31,8 +39,8 @@ def downsample_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
     The network's flows live at exactly 1/4 .. 1/64 of the padded frame, so the factor is
     an integer and a box average over each s x s block is the antialiased, centre-aligned
-    filter. Both frames of a pair go through this same function (unlike the release, which
-    mixed two filters; NOTES.md).
+    filter. Both frames of a pair and the ground-truth flow go through this same function, so
+    every term compares signals filtered alike.
     """
     h, w = image.shape[-2:]
     if h % size[0] or w % size[1] or h // size[0] != w // size[1]:
@@ -51,6 +59,16 @@ def _squared_error(diff: torch.Tensor, mask: torch.Tensor | None, reduction: str
         return sq.sum() / diff.shape[0]
     denom = (mask.sum() * diff.shape[1]) if mask is not None else torch.tensor(float(sq.numel()))
     return sq.sum() / denom.clamp_min(1.0)
+
+
+def image_error(diff: torch.Tensor, kind: str, reduction: str) -> torch.Tensor:
+    """The image term on (N, C, H, W) ``diff`` = output - sharp: per-pixel squared error
+    ("mse"), Charbonnier or absolute error, reduced like :func:`_squared_error`."""
+    if kind == "mse":
+        return _squared_error(diff, None, reduction)
+    d = diff.float()
+    err = (d.square() + CHARBONNIER_EPS**2).sqrt() if kind == "charbonnier" else d.abs()
+    return err.sum() / diff.shape[0] if reduction == "sum" else err.mean()
 
 
 def warping_loss(
@@ -79,6 +97,7 @@ def eq14_loss(
     frame_prev: torch.Tensor | None = None,
     flow_loss: bool = True,
     reduction: str = "sum",
+    image_loss: str = "mse",
 ) -> Eq14Loss:
     """Paper Eq. 14: warping terms at the 5 flow scales plus the image term.
 
@@ -96,12 +115,15 @@ def eq14_loss(
         sharp_t: (N, 3, H, W) ground truth for frame t.
         frame_prev: for the 'bidirectional' variant, whose flows carry t->t-1 on channels 2:4.
         flow_loss: False gives Table IV's "w/o flow losses".
+        image_loss: the image term, one of :data:`IMAGE_LOSSES` ("mse": Eq. 14 as written).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if image_loss not in IMAGE_LOSSES:
+        raise ValueError(f"image_loss must be one of {IMAGE_LOSSES}, got {image_loss!r}")
     if output.image.shape != sharp_t.shape:
         raise ValueError(f"output {tuple(output.image.shape)} vs sharp {tuple(sharp_t.shape)}")
-    image_term = _squared_error(output.image.float() - sharp_t.float(), None, reduction)
+    image_term = image_error(output.image.float() - sharp_t.float(), image_loss, reduction)
     flow_terms: list[torch.Tensor] = []
     if flow_loss and output.flows:
         if frame_next is None:

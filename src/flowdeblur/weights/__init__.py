@@ -9,31 +9,43 @@ Shipped weights live beside this file and load offline.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 
 from ..errors import UserError
+from ..media.atomic import PathLike, atomic_file
 from ..models import FlowDeblurNet
 
 #: The weights shipped inside the package (trained on synthetic data only; see README).
 PRETRAINED = Path(__file__).with_name("flowdeblur_synthetic.safetensors")
 
+#: Storage dtypes a weights file may be written in (the model computes in fp32 after loading).
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class WeightsFile(NamedTuple):
+    """The contents of a weights file."""
+
+    state: dict[str, torch.Tensor]  #: the state dict, in the file's storage dtype
+    metadata: dict[str, str]  #: safetensors metadata ("format", "config", extras)
 
 
 def save_weights(
     model: FlowDeblurNet,
-    path: str | os.PathLike,
+    path: PathLike,
     *,
     dtype: str = "fp32",
     extra_metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write ``model``'s weights atomically (temporary file in the same folder, then rename)."""
-    from safetensors.torch import save_file
+    """Write ``model``'s weights to ``path``, whole or not at all (:func:`atomic_file`).
 
+    ``dtype`` ("fp32", "bf16", "fp16") is the storage dtype of the tensors; ``extra_metadata``
+    adds string entries beside the format and config.
+    """
     if dtype not in _DTYPES:
         raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
     model = getattr(model, "module", model)  # unwrap DDP
@@ -42,23 +54,12 @@ def save_weights(
     }
     metadata = {"format": "flowdeblur", "config": json.dumps(model.config)}
     metadata.update(extra_metadata or {})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path) as tmp:
         save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
-def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Read a weights file -> (state dict, metadata). Raises UserError if it is not one."""
-    from safetensors import SafetensorError, safe_open
-
+def read_weights(path: PathLike) -> WeightsFile:
+    """Read a weights file -> ``WeightsFile(state, metadata)``. UserError if it is not one."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"weights file not found: {path}")
@@ -68,12 +69,18 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
-    return state, metadata
+    return WeightsFile(state, metadata)
 
 
-def load_state_into(model: FlowDeblurNet, path: str | os.PathLike) -> FlowDeblurNet:
+def load_state_into(model: FlowDeblurNet, path: PathLike) -> FlowDeblurNet:
     """Copy the weights in ``path`` into ``model``; UserError if they do not fit it exactly."""
-    state, metadata = read_weights(path)
+    return _copy_into(model, read_weights(path), path)
+
+
+def _copy_into(model: FlowDeblurNet, weights: WeightsFile, path: PathLike) -> FlowDeblurNet:
+    """Copy ``weights`` (read from ``path``, named in errors) into ``model`` after checking that
+    the config, the tensor names and every shape match."""
+    state, metadata = weights.state, weights.metadata
     config = metadata.get("config")
     if config is not None and json.loads(config) != model.config:
         raise UserError(
@@ -102,14 +109,14 @@ def load_state_into(model: FlowDeblurNet, path: str | os.PathLike) -> FlowDeblur
     return model
 
 
-def load_weights(path: str | os.PathLike, **model_kwargs) -> FlowDeblurNet:
+def load_weights(path: PathLike, **model_kwargs) -> FlowDeblurNet:
     """Build the network a weights file describes and load it (fp32, CPU, eval mode)."""
-    _, metadata = read_weights(path)
-    if metadata.get("format") != "flowdeblur":
+    weights = read_weights(path)
+    if weights.metadata.get("format") != "flowdeblur":
         raise UserError(f"{path} is not a flowdeblur weights file (no flowdeblur metadata)")
-    config = json.loads(metadata["config"])
+    config = json.loads(weights.metadata["config"])
     model = FlowDeblurNet(**config, **model_kwargs)
-    return load_state_into(model, path).eval()
+    return _copy_into(model, weights, path).eval()
 
 
 def load_pretrained(**model_kwargs) -> FlowDeblurNet:

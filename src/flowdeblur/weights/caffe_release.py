@@ -65,10 +65,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from torch import nn
 
 from ..errors import UserError
 from ..models import FlowDeblurNet
+from . import save_weights
 
 # ----------------------------------------------------------------------------- the schema
 #
@@ -155,12 +157,6 @@ _MESSAGES: dict[str, list[tuple]] = {
 @functools.lru_cache(maxsize=1)
 def _net_parameter_class() -> type:
     """The ``NetParameter`` message class of the subset above (built once, in a private pool)."""
-    try:
-        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-    except ImportError:
-        raise UserError(
-            "importing the authors' caffemodel needs the protobuf package: pip install protobuf"
-        ) from None
     proto = descriptor_pb2.FileDescriptorProto(
         name="flowdeblur_caffe_subset.proto", package=_PACKAGE, syntax="proto2"
     )
@@ -677,8 +673,6 @@ def import_release(
         dtype: "fp32" (default, exact), "bf16" or "fp16".
         overwrite: replace ``output`` if it exists.
     """
-    from . import save_weights
-
     source, output = Path(source), Path(output)
     if output.exists() and not overwrite:
         raise UserError(f"{output} already exists; pass --overwrite to replace it")

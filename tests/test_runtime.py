@@ -1,19 +1,27 @@
-"""flowdeblur.runtime.fastpath: the stand-in RNN swap and the fast inference callable."""
+"""flowdeblur.runtime: the Runtime object, the stand-in RNN swap and the fast inference callable."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 import torch
 
+from flowdeblur.cli import main
 from flowdeblur.errors import UserError
-from flowdeblur.models import FlowDeblurNet, SpatialRNN
+from flowdeblur.inference import deblur_frames, deblur_video
+from flowdeblur.media import write_image
+from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput, SpatialRNN
+from flowdeblur.runtime import Runtime
+from flowdeblur.runtime import device as device_rules
 from flowdeblur.runtime.fastpath import (
     StandInRNN,
     prepare_for_inference,
     use_standin_rnn,
 )
+from flowdeblur.weights import save_weights
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+cuda = pytest.mark.gpu  # skipped without CUDA by tests/conftest.py
 
 SIZE = (40, 72)  # not a multiple of 64: the network pads and crops
 
@@ -45,6 +53,148 @@ def model() -> FlowDeblurNet:
 def _forward(model, frames):
     with torch.no_grad():
         return model(*frames)
+
+
+@pytest.fixture
+def prepared(monkeypatch) -> list:
+    """Records every Runtime.prepare call: (the runtime, the fast forward it returned)."""
+    calls = []
+    real = Runtime.prepare
+
+    def spy(self, model, **kwargs):
+        fast = real(self, model, **kwargs)
+        calls.append(PrepareCall(self, fast))
+        return fast
+
+    monkeypatch.setattr(Runtime, "prepare", spy)
+    return calls
+
+
+@dataclasses.dataclass
+class PrepareCall:
+    runtime: Runtime
+    fast: object
+
+
+def _cpuinfo(monkeypatch, tmp_path, flags: str | None) -> None:
+    """Make the runtime read a /proc/cpuinfo whose CPU has ``flags`` (None: no such file)."""
+    path = tmp_path / "cpuinfo"
+    if flags is not None:
+        path.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\n"
+                        f"processor\t: 1\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(device_rules, "CPUINFO", path)
+
+
+# ----------------------------------------------------------------------------- Runtime
+
+
+@pytest.mark.parametrize(
+    ("flags", "deblur_default"),
+    [
+        ("fpu sse2 avx2 avx512f avx512bw", "fp32"),  # AVX-512 without its bf16 extension
+        ("fpu avx2 avx512f avx512_bf16", "bf16"),
+        ("fpu avx2 amx_bf16 amx_tile", "bf16"),
+        (None, "fp32"),  # no cpuinfo (not Linux): nothing known, so fp32
+    ],
+)
+def test_cpu_precision_default_follows_native_bf16(monkeypatch, tmp_path, flags, deblur_default):
+    _cpuinfo(monkeypatch, tmp_path, flags)
+    assert Runtime.resolve("cpu").precision == deblur_default
+    # Reported figures stay fp32, and fp32 is one option away.
+    assert Runtime.resolve("cpu", purpose="report").precision == "fp32"
+    assert Runtime.resolve("cpu", "fp32").precision == "fp32"
+    assert Runtime.resolve("cpu", "bf16", purpose="report").precision == "bf16"
+
+
+def test_resolve_defaults_and_refusals():
+    cpu = Runtime.resolve("cpu", "fp32")
+    assert cpu == Runtime(torch.device("cpu"), "fp32", channels_last=False, mode="eager")
+    assert cpu.amp_dtype is None and cpu.describe() == "cpu fp32 NCHW eager"
+    assert Runtime.resolve("cpu", "bf16", "compile").amp_dtype == torch.bfloat16
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cpu.precision = "bf16"
+    for kwargs, match in [
+        ({"precision": "fp16"}, "fp16 needs a CUDA device"),
+        ({"precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"mode": "graph"}, "mode 'graph' uses CUDA graphs"),
+        ({"mode": "turbo"}, "unknown mode 'turbo'"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
+    ]:
+        with pytest.raises(UserError, match=match):
+            Runtime.resolve(**{"device": "cpu", **kwargs})
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available"):
+            Runtime.resolve("cuda")
+
+
+def test_autocast_is_a_no_op_for_fp32_only():
+    with Runtime.resolve("cpu", "fp32").autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    with Runtime.resolve("cpu", "bf16").autocast():
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def test_prepare_runs_the_model_in_place_only_when_the_weights_stay_as_they_are(model):
+    frames = _frames()
+    expected = _forward(model, frames)
+    fast = Runtime.resolve("cpu", "fp32").prepare(model)
+    assert fast.net is model  # eager NCHW fp32: nothing to copy
+    out = fast(*frames)
+    assert isinstance(out, FlowDeblurOutput) and out.gates == []
+    torch.testing.assert_close(out.image, expected.image, rtol=0, atol=0)
+    torch.testing.assert_close(out.flows[0], expected.flows[0], rtol=0, atol=0)
+    # bf16 in place: autocast casts the weights per call, with the same numbers as a copy
+    # whose weights were cast once.
+    in_place = Runtime.resolve("cpu", "bf16").prepare(model)
+    copied = Runtime.resolve("cpu", "bf16", channels_last=True).prepare(model)
+    assert in_place.net is model and copied.net is not model
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    torch.testing.assert_close(copied(*frames).image, in_place(*frames).image, rtol=0, atol=1e-2)
+
+
+def test_deblur_and_bench_go_through_the_same_runtime(prepared, tmp_path, capsys):
+    net = FlowDeblurNet("full", rnn_backend="torch")
+    folder = tmp_path / "frames"
+    for i, frame in enumerate(_frames(n=1, size=(32, 48))):
+        write_image(folder / f"{i}.png", frame[0])
+
+    deblur_video(folder, tmp_path / "out", model=net, device="cpu", progress=False)
+    assert [c.runtime for c in prepared] == [Runtime.resolve("cpu")]
+    list(deblur_frames(net, [f[0] for f in _frames(size=(32, 48))], device="cpu"))
+    assert len(prepared) == 2
+
+    assert main(["bench", "--quick", "--device", "cpu", "--no-rnn-layers",
+                 "--rnn-backend", "torch"]) == 0
+    capsys.readouterr()
+    bench_calls = prepared[2:]
+    # Convolutions only, then the full network: each timed through Runtime.prepare.
+    assert len(bench_calls) == 2
+    assert {c.runtime for c in bench_calls} == {Runtime.resolve("cpu", purpose="report")}
+
+
+def test_deblur_command_defaults_to_bf16_only_on_native_bf16_cpus(monkeypatch, tmp_path,
+                                                                 prepared, capsys):
+    torch.manual_seed(0)
+    weights = tmp_path / "w.safetensors"
+    save_weights(FlowDeblurNet("full"), weights)
+    folder = tmp_path / "frames"
+    for i, frame in enumerate(_frames(n=1, size=(32, 48))):
+        write_image(folder / f"{i}.png", frame[0])
+
+    def deblur(*extra: str) -> str:
+        out = tmp_path / f"out{len(prepared)}"
+        argv = ["deblur", str(folder), "-o", str(out), "--weights", str(weights),
+                "--device", "cpu", "--no-progress", *extra]
+        assert main(argv) == 0
+        capsys.readouterr()
+        return prepared[-1].runtime.precision
+
+    _cpuinfo(monkeypatch, tmp_path, "fpu avx2 avx512f avx512_bf16")
+    assert deblur() == "bf16"
+    assert deblur("--precision", "fp32") == "fp32"
+    _cpuinfo(monkeypatch, tmp_path, "fpu avx2")
+    assert deblur() == "fp32"
 
 
 # ----------------------------------------------------------------------------- stand-in
@@ -193,6 +343,21 @@ def test_compiled_cpu_forward_matches_eager():
     torch.testing.assert_close(fast(*frames), expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_runtime_compile_mode_returns_the_full_output():
+    torch.manual_seed(0)
+    net = FlowDeblurNet("full", rnn_backend="torch").eval()
+    frames = _frames(size=(32, 64))
+    torch._dynamo.reset()
+    with use_standin_rnn(net):  # keeps the compile short: no per-row loop to unroll
+        expected = _forward(net, frames)
+        fast = Runtime.resolve("cpu", "fp32", "compile").prepare(net)
+    out = fast(*frames)
+    assert isinstance(out, FlowDeblurOutput) and out.padded_size == expected.padded_size
+    torch.testing.assert_close(out.image, expected.image, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.flows[0], expected.flows[0], rtol=1e-4, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- CUDA
 
 
@@ -255,3 +420,34 @@ def test_cuda_compiled_matches_eager(cuda_model, mode):
     out_a, out_b = fast(*a), fast(*b)
     torch.testing.assert_close(out_a, eager(*a), rtol=0, atol=3e-2)
     torch.testing.assert_close(out_b, eager(*b), rtol=0, atol=3e-2)
+
+
+@cuda
+def test_cuda_deblur_runs_one_cuda_graph_for_its_frame_shape(cuda_model, prepared):
+    runtime = Runtime.resolve("cuda")
+    assert (runtime.mode, runtime.precision, runtime.channels_last) == ("graph", "bf16", True)
+    g = torch.Generator().manual_seed(3)
+    frames = [torch.rand(3, 64, 96, generator=g) for _ in range(4)]
+    fast = list(deblur_frames(cuda_model, frames, device="cuda"))
+    assert len(prepared) == 1 and prepared[0].runtime == runtime
+    assert prepared[0].fast.cuda_graph and len(prepared[0].fast.captured_shapes) == 1
+    eager = list(deblur_frames(cuda_model, frames,
+                               runtime=dataclasses.replace(runtime, mode="eager")))
+    assert len(fast) == len(eager) == 4
+    for a, b in zip(fast, eager, strict=True):
+        assert a.device.type == "cpu" and a.shape == (3, 64, 96)
+        torch.testing.assert_close(a, b, rtol=0, atol=2e-2)
+
+
+@cuda
+def test_cuda_deblur_command_reports_the_graph_runtime(tmp_path, capsys):
+    torch.manual_seed(0)
+    weights = tmp_path / "w.safetensors"
+    save_weights(FlowDeblurNet("full"), weights)
+    folder = tmp_path / "frames"
+    for i, frame in enumerate(_frames(n=1, size=(64, 96))):
+        write_image(folder / f"{i}.png", frame[0])
+    assert main(["deblur", str(folder), "-o", str(tmp_path / "out"), "--weights",
+                 str(weights), "--device", "cuda", "--no-progress"]) == 0
+    assert "bf16 channels_last graph" in capsys.readouterr().out
+    assert len(list((tmp_path / "out").iterdir())) == 2

@@ -1,0 +1,136 @@
+"""Training recipes compared at a fixed budget: each arm continues the shipped weights for the
+same number of steps from configs/cpu_recipe.yaml, changing one thing, and is scored in fp32
+on the real-footage dev clips (benchmarks/real_clips.py) and on the held-out synthetic set
+(benchmarks/heldout_synthetic.py), against the same baseline run.
+
+    python benchmarks/recipe_arms.py --out runs/arms --arms baseline,ema,degrade,photos
+    python benchmarks/recipe_arms.py --out runs/arms --arms baseline,ema --seeds 21,22
+
+Resumable: an arm whose weights exist is not trained again (an interrupted one resumes from
+its checkpoint), and scores already written are kept. The markdown table goes to stdout and
+``OUT/arms.md``, every figure to ``OUT/arms.json``. Training photographs for the ``photos`` arm:
+``python benchmarks/training_photos.py`` (default folder below). Never choose an arm on the
+test clips: they are scored only for the final weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = Path.home() / ".cache" / "flowdeblur" / "training_photos"
+
+#: arm -> overrides of configs/cpu_recipe.yaml (one change each against "baseline").
+ARMS: dict[str, list[str]] = {
+    "baseline": [],
+    "ema": ["ema_decay=0.998"],
+    "charbonnier": ["image_loss=charbonnier"],
+    "lr_constant": ["schedule.kind=constant"],
+    "degrade": ["data.degrade={noise_probability: 0.5, compression_probability: 0.3}",
+                "data.synthetic.motion_range=[0.0, 1.0]"],
+    "photos": [f"data.synthetic.photo_dirs=[{PHOTOS}]"],
+}
+
+
+def train_arm(out: Path, arm: str, seed: int) -> Path:
+    """Train one arm (or resume it); returns its weights file."""
+    run = out / f"{arm}_s{seed}"
+    weights = run / "weights.safetensors"
+    if weights.is_file():
+        return weights
+    cmd = [sys.executable, "-m", "flowdeblur", "train", "--config",
+           str(ROOT / "configs" / "cpu_recipe.yaml"), f"run_dir={run}", f"seed={seed}",
+           *ARMS[arm]]
+    if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
+        cmd.append("--resume")
+    print(f"== training {arm} (seed {seed}): {' '.join(cmd[3:])}", flush=True)
+    subprocess.run(cmd, check=True)
+    return weights
+
+
+def score_dev(weights: Path, unsharp: tuple[float, float]) -> dict:
+    """Per-clip scores of ``weights`` on the dev clips (cached beside the weights)."""
+    target = weights.with_name("dev.json")
+    if not target.is_file():
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_clips.py"), "--split",
+                        "dev", "--weights", str(weights), "--unsharp", *map(str, unsharp),
+                        "--json", str(target)], check=True)
+    return json.loads(target.read_text())
+
+
+def score_heldout(out: Path, weights: dict[str, Path], samples: int) -> dict:
+    """Held-out synthetic PSNR/SSIM of every arm, in one run (the set is drawn once)."""
+    target = out / "heldout.json"
+    done = json.loads(target.read_text()) if target.is_file() else {}
+    missing = [w for w in weights.values() if f"flowdeblur ({w})" not in done.get("rows", {})]
+    if missing:
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout_synthetic.py"),
+                        "--samples", str(samples), "--weights", *map(str, weights.values()),
+                        "--json", str(target)], check=True)
+        done = json.loads(target.read_text())
+    return done
+
+
+def _mean(clips: dict, method: str) -> float:
+    return sum(c[method]["psnr"] for c in clips.values()) / len(clips)
+
+
+def table(weights: dict[str, Path], dev: dict, heldout: dict) -> str:
+    """One row per arm: dev clips (each and mean) and held-out synthetic PSNR, with the
+    differences to the baseline of the same seed."""
+    first = next(iter(dev.values()))["clips"]
+    clips = list(first)
+    rows = heldout["rows"]
+    head = ["arm", *clips, "dev mean", "vs baseline", "held-out synthetic", "vs baseline"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    blurry = ["blurry input", *(f"{first[c]['blurry']['psnr']:.2f}" for c in clips),
+              f"{_mean(first, 'blurry'):.2f}", "", f"{rows['blurry input']['psnr']:.2f}", ""]
+    lines.append("| " + " | ".join(blurry) + " |")
+    for name, w in weights.items():
+        seed = name.rsplit("_s", 1)[1]
+        base = f"baseline_s{seed}"
+        mean = _mean(dev[name]["clips"], "flowdeblur")
+        held = rows[f"flowdeblur ({w})"]["psnr"]
+        d_dev = mean - _mean(dev[base]["clips"], "flowdeblur") if base in dev else float("nan")
+        d_held = held - rows[f"flowdeblur ({weights[base]})"]["psnr"] if base in weights \
+            else float("nan")
+        cells = [name, *(f"{dev[name]['clips'][c]['flowdeblur']['psnr']:.2f}" for c in clips),
+                 f"{mean:.2f}", f"{d_dev:+.2f}", f"{held:.2f}", f"{d_held:+.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "arms")
+    parser.add_argument("--arms", default="baseline,ema,degrade,photos")
+    parser.add_argument("--seeds", default="21")
+    parser.add_argument("--samples", type=int, default=64, help="held-out synthetic scenes")
+    parser.add_argument("--unsharp", type=float, nargs=2, default=(0.5, 0.1),
+                        metavar=("SIGMA", "AMOUNT"),
+                        help="unsharp-mask baseline (benchmarks/heldout_synthetic.py's tuning)")
+    args = parser.parse_args(argv)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        parser.error(f"unknown arm(s) {unknown}; known: {sorted(ARMS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights = {f"{a}_s{s}": train_arm(args.out, a, s) for a in arms for s in seeds}
+    dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
+    heldout = score_heldout(args.out, weights, args.samples)
+    results = {"arms": {name: ARMS[name.rsplit("_s", 1)[0]] for name in weights},
+               "dev": dev, "heldout": heldout}
+    (args.out / "arms.json").write_text(json.dumps(results, indent=1) + "\n")
+    text = table(weights, dev, heldout)
+    (args.out / "arms.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Where deblurred frames go: a video, a folder of images or one image, all behind one interface.
+
+Every :class:`Output` is written under a hidden temporary name beside its target (made by
+:mod:`flowdeblur.media.atomic`) and appears under its real name only when published, so a
+failure or an interrupt at any frame leaves nothing behind::
+
+    with open_output(path, source, ...) as out:   # open()
+        out.write(index, image, pts=pts)          # once per frame, in order
+    # a clean exit publishes, an exception aborts
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from ..media import FrameSource, VideoWriter, is_image_path, is_video_path, write_image
+from ..media.atomic import PendingFile, temp_dir_beside
+
+PathLike = str | os.PathLike
+
+
+class Output:
+    """An output being written: :meth:`open`, :meth:`write` each frame, then :meth:`publish`
+    (or :meth:`abort` to leave nothing). As a context manager it opens on entry and publishes
+    on a clean exit, aborts on an exception (and if publishing itself fails).
+
+    kind: "video", "images" (a folder of PNGs) or "image" (one file).
+    names: the file name of each frame's picture (for frames past the list: 000123.png).
+    notes: caveats met while writing (e.g. a padded size), for the user.
+    """
+
+    kind = ""
+
+    def __init__(self, path: PathLike, names: Sequence[str]) -> None:
+        self.path = Path(path)
+        self.names = list(names)
+        self.notes: list[str] = []
+
+    def open(self) -> None:
+        """Create the temporary output beside :attr:`path`."""
+        raise NotImplementedError
+
+    def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
+        """Write frame ``index``'s (3, H, W) image in [0, 1]; ``pts``: its source timestamp."""
+        raise NotImplementedError
+
+    def publish(self) -> None:
+        """Put the finished output in place under :attr:`path`."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Remove the temporary output; :attr:`path` is left as it was."""
+        raise NotImplementedError
+
+    def name(self, index: int) -> str:
+        return self.names[index] if index < len(self.names) else f"{index:06d}.png"
+
+    def __enter__(self) -> Output:
+        self.open()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.publish()
+        except BaseException:
+            self.abort()
+            raise
+
+
+class VideoOutput(Output):
+    """H.264 (``crf``) or lossless RGB video keeping a video source's timestamps, rotation and
+    audio; frames from images get ``fps`` (default 30)."""
+
+    kind = "video"
+
+    def __init__(self, path: PathLike, source: FrameSource, *, width: int, crf: int,
+                 lossless: bool, fps: float | None, audio_from: PathLike | None) -> None:
+        super().__init__(path, output_names(source, len(source)))
+        info = source.info
+        if lossless:
+            codec = "ffv1" if self.path.suffix.lower() == ".mkv" else "libx264rgb"
+            self._codec = {"codec": codec, "crf": 0}
+        else:
+            self._codec = {"codec": "libx264", "crf": crf}
+        self._video = {
+            "fps": info.fps if info is not None else (fps or 30),
+            "width": width,
+            "height": source.height,
+            "rotation": info.rotation if info is not None else 0,
+            "audio_from": audio_from if info is not None and info.has_audio else None,
+            "time_base": info.time_base if info is not None else None,
+        }
+        self._writer: VideoWriter | None = None
+        self._last_pts: int | None = None
+        self._keep_pts = True
+
+    def open(self) -> None:
+        self._writer = VideoWriter(self.path, **self._video, **self._codec)
+        if self._writer.padded:
+            self.notes.append(
+                f"padded {self._writer.width}x{self._writer.height} to "
+                f"{self._writer.output_width}x{self._writer.output_height} by one replicated "
+                "pixel (H.264 yuv420p needs even sizes); use --lossless to keep the exact size"
+            )
+            warnings.warn(self.notes[-1], UserWarning, stacklevel=2)
+
+    def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
+        # Keep the source's timestamps; once one is missing or out of order, let the writer
+        # space the remaining frames by the nominal frame duration.
+        self._keep_pts = self._keep_pts and pts is not None and (
+            self._last_pts is None or pts > self._last_pts)
+        self._writer.write(image, pts=pts if self._keep_pts else None)
+        self._last_pts = pts
+
+    def publish(self) -> None:
+        self._writer.close()  # flushes the encoder, adds the audio, renames into place
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            # Leaving VideoWriter's context with an error closes it and drops its temporary.
+            self._writer.__exit__(_Aborted, _Aborted(), None)
+
+
+class _Aborted(Exception):
+    """The error an aborted :class:`VideoOutput` hands its writer, so that it cleans up."""
+
+
+class FolderOutput(Output):
+    """A folder of PNGs (``bits`` 8 or 16), one per frame, named by ``names``; published with
+    :func:`publish_folder`."""
+
+    kind = "images"
+
+    def __init__(self, path: PathLike, names: Sequence[str], *, bits: int = 8) -> None:
+        super().__init__(path, names)
+        self.bits = bits
+        self._tmp: Path | None = None
+
+    def open(self) -> None:
+        try:
+            self._tmp = temp_dir_beside(self.path)
+        except OSError as e:
+            raise UserError(f"cannot write beside {self.path}: {e.strerror or e}") from None
+
+    def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
+        write_image(self._tmp / self.name(index), image, bits=self.bits)
+
+    def publish(self) -> None:
+        publish_folder(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class ImageOutput(Output):
+    """One image file (format by extension) for a one-frame input."""
+
+    kind = "image"
+
+    def __init__(self, path: PathLike, *, bits: int = 8) -> None:
+        super().__init__(path, [Path(path).name])
+        self.bits = bits
+        self._file: PendingFile | None = None
+
+    def open(self) -> None:
+        try:
+            self._file = PendingFile(self.path, suffix=self.path.suffix)
+        except OSError as e:
+            raise UserError(f"cannot write beside {self.path}: {e.strerror or e}") from None
+
+    def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
+        write_image(self._file.path, image, bits=self.bits)
+
+    def publish(self) -> None:
+        if self.path.is_dir():
+            raise UserError(f"OUTPUT {self.path} is a folder, not an image file")
+        self._file.commit()
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.discard()
+
+
+def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | None = None,
+                crf: int = 18, lossless: bool = False, fps: float | None = None, bits: int = 8,
+                side_by_side: bool = False) -> Output:
+    """The :class:`Output` that ``path``'s name asks for: a video extension -> video, an image
+    extension -> one image (UserError unless ``source`` has one frame), else a folder.
+
+    ``side_by_side``: frames will be input | output, twice as wide. Nothing is written until
+    the output is opened.
+    """
+    path = Path(path)
+    if is_video_path(path):
+        width = source.width * (2 if side_by_side else 1)
+        return VideoOutput(path, source, width=width, crf=crf, lossless=lossless, fps=fps,
+                           audio_from=audio_from)
+    if not is_image_path(path):
+        return FolderOutput(path, output_names(source, len(source)), bits=bits)
+    if len(source) != 1:
+        raise UserError(
+            f"OUTPUT {path} names one image but the input has {len(source)} frames; give a "
+            "folder or a video name (.mp4, .mkv, ...)"
+        )
+    return ImageOutput(path, bits=bits)
+
+
+def output_names(source: FrameSource, count: int) -> list[str]:
+    """PNG names for the outputs: the input's stem for image frames, a number for video."""
+    if source.names is None:
+        return [f"{i:06d}.png" for i in range(count)]
+    stems = [Path(n).stem for n in source.names]
+    if len(set(stems)) == len(stems):
+        return [s + ".png" for s in stems]
+    # 'a.jpg' and 'a.png' side by side: keep the full name so outputs do not collide.
+    return [n + ".png" for n in source.names]
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def publish_folder(tmp: Path, final: Path) -> None:
+    """Move a finished temporary folder to ``final``: one rename when ``final`` is absent or
+    empty, else file by file into it (each file replaced whole, never half-written; files of
+    ``final`` that ``tmp`` does not hold are kept)."""
+    if final.exists() and not final.is_dir():
+        if not final.is_file():
+            raise UserError(f"cannot replace {final}: not a file or folder")
+        final.unlink()
+    if not final.exists() or not any(final.iterdir()):
+        if final.exists():
+            final.rmdir()
+        os.replace(tmp, final)
+        return
+    for item in sorted(tmp.iterdir()):
+        os.replace(item, final / item.name)
+    tmp.rmdir()
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _resolved(path: PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_output_path(output: PathLike, inputs: Sequence[PathLike], what: str = "OUTPUT") -> None:
+    """UserError if writing ``output`` could touch an input: the same path, a path inside an
+    input folder, or a folder that holds input frames (the PNGs could replace them)."""
+    out = _resolved(output)
+    for given in inputs:
+        src = _resolved(given)
+        if out == src:
+            raise UserError(f"{what} {output} is the input {given}; choose another name")
+        if src.is_dir() and _is_within(out, src):
+            raise UserError(
+                f"{what} {output} is inside the input folder {given}; choose a path outside it"
+            )
+        if src.is_file() and out == src.parent:
+            raise UserError(
+                f"{what} {output} is the folder that holds the input {given}; its frames could "
+                "be overwritten: choose another folder"
+            )
+
+
+def check_free(path: Path, overwrite: bool, what: str) -> None:
+    """UserError if ``path`` exists (an empty folder counts as free) and ``overwrite`` is off."""
+    if not path.exists():
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise UserError(f"{what} {path} already exists; pass --overwrite to replace it")
+
+
+def check_destinations(output: Path, flow_dir: Path | None, inputs: Sequence[PathLike], *,
+                       overwrite: bool) -> None:
+    """All the checks on OUTPUT and the --save-flow folder, before anything is read."""
+    check_output_path(output, inputs)
+    if flow_dir is not None:
+        check_output_path(flow_dir, inputs, what="--save-flow folder")
+        if _resolved(flow_dir) == _resolved(output):
+            raise UserError(f"--save-flow folder {flow_dir} is OUTPUT; choose another folder")
+    check_free(output, overwrite, "OUTPUT")
+    if flow_dir is not None:
+        check_free(flow_dir, overwrite, "--save-flow folder")

@@ -1,0 +1,88 @@
+"""A stream of frames as the network reads it: each frame with the neighbours it is paired with.
+
+The pairing is :func:`flowdeblur.data.pairing.neighbours` (docs/DESIGN.md, "Frame pairing"),
+applied to a stream of unknown length: looking one frame ahead is enough to know whether
+frame t is the last, so only three frames are held however long the video is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..data.pairing import neighbours
+from ..errors import UserError
+
+SINGLE_FRAME_WARNING = (
+    "the input has a single frame: it is paired with itself, so there is no motion to see "
+    "and the flow guidance is off (paper Fig. 6); expect a weaker result than on video"
+)
+
+
+@dataclass(frozen=True)
+class FrameTriple:
+    """Frame t of a stream and its neighbours, each (3, H, W) float in [0, 1].
+
+    frame_next: the frame paired with t (t+1, or t-1 for the last frame, or t itself for a
+        one-frame stream): the model's ``frame_next`` argument.
+    frame_prev: the other neighbour (t-1, or t+1 for the first frame): the 'bidirectional'
+        variant's ``frame_prev`` argument.
+    """
+
+    index: int
+    frame_t: torch.Tensor
+    frame_next: torch.Tensor
+    frame_prev: torch.Tensor
+
+
+def _check_frame(index: int, frame: torch.Tensor, size: tuple[int, int] | None) -> None:
+    if not isinstance(frame, torch.Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
+        shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
+        raise ValueError(f"frame {index} must be a (3, H, W) tensor, got {shape}")
+    if not frame.is_floating_point():  # a uint8 frame would silently read as 0..255
+        raise ValueError(f"frame {index} must be a float tensor in [0, 1], got {frame.dtype}")
+    if size is not None and tuple(frame.shape[-2:]) != size:
+        raise UserError(
+            f"frame {index} is {frame.shape[-1]}x{frame.shape[-2]} but the first frame is "
+            f"{size[1]}x{size[0]} (width x height); all frames must have the same size"
+        )
+
+
+def _checked(frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """The frames, each checked to be (3, H, W) float and the size of the first."""
+    size = None
+    for index, frame in enumerate(frames):
+        _check_frame(index, frame, size)
+        size = tuple(frame.shape[-2:])
+        yield frame
+
+
+def frame_triples(frames: Iterable[torch.Tensor]) -> Iterator[FrameTriple]:
+    """Lazily pair every frame of ``frames`` with its neighbours (see :class:`FrameTriple`).
+
+    Holds frames t-1, t and t+1 only. A one-frame stream warns (:data:`SINGLE_FRAME_WARNING`).
+    Raises ValueError for a frame that is not a (3, H, W) float tensor, UserError for one
+    whose size differs from the first frame's.
+    """
+    source = _checked(frames)
+    first = next(source, None)
+    if first is None:
+        return
+    window = {0: first}  # index -> frame, for t-1, t, t+1
+    t = 0
+    while True:
+        ahead = next(source, None)
+        if ahead is not None:
+            window[t + 1] = ahead
+        elif t == 0:
+            warnings.warn(SINGLE_FRAME_WARNING, UserWarning, stacklevel=3)
+        # Whether frame t+1 exists is all the pairing rule needs to know of the length.
+        paired, other = neighbours(t, t + 2 if ahead is not None else t + 1)
+        yield FrameTriple(t, window[t], window[paired], window[other])
+        window.pop(t - 1, None)
+        if ahead is None:
+            return
+        t += 1
