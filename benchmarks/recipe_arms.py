@@ -6,6 +6,10 @@ on the real-footage dev clips (benchmarks/real_clips.py) and on the held-out syn
     python benchmarks/recipe_arms.py --out runs/arms --arms baseline,ema,degrade,photos
     python benchmarks/recipe_arms.py --out runs/arms --arms baseline,ema --seeds 21,22
 
+An arm run with ``ema_decay`` yields two sets of weights: the average's (exported by the run,
+scored as ``ARM+ema``) and the raw weights of its last checkpoint (scored as ``ARM``), so the
+weight average is measured inside every such run at no extra training cost.
+
 Resumable: an arm whose weights exist is not trained again (an interrupted one resumes from
 its checkpoint), and scores already written are kept. The markdown table goes to stdout and
 ``OUT/arms.md``, every figure to ``OUT/arms.json``. Training photographs for the ``photos`` arm:
@@ -21,27 +25,42 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flowdeblur.training.checkpoint import export_weights_from_checkpoint, latest_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = Path.home() / ".cache" / "flowdeblur" / "training_photos"
 
-#: arm -> overrides of configs/cpu_recipe.yaml (one change each against "baseline").
+EMA = "ema_decay=0.998"
+
+#: arm -> overrides of configs/cpu_recipe.yaml (one change each against "baseline"; the
+#: weight average, which does not change training, is tracked alongside).
 ARMS: dict[str, list[str]] = {
     "baseline": [],
-    "ema": ["ema_decay=0.998"],
-    "charbonnier": ["image_loss=charbonnier"],
-    "lr_constant": ["schedule.kind=constant"],
+    "ema": [EMA],
+    "charbonnier": ["image_loss=charbonnier", EMA],
+    "lr_constant": ["schedule.kind=constant", EMA],
     "degrade": ["data.degrade={noise_probability: 0.5, compression_probability: 0.3}",
-                "data.synthetic.motion_range=[0.0, 1.0]"],
-    "photos": [f"data.synthetic.photo_dirs=[{PHOTOS}]"],
+                "data.synthetic.motion_range=[0.0, 1.0]", EMA],
+    "photos": [f"data.synthetic.photo_dirs=[{PHOTOS}]", EMA],
 }
 
 
-def train_arm(out: Path, arm: str, seed: int) -> Path:
-    """Train one arm (or resume it); returns its weights file."""
+def train_arm(out: Path, arm: str, seed: int) -> dict[str, Path]:
+    """Train one arm (or resume it); returns {name: weights file}: ``ARM_sSEED`` (the raw
+    weights) and, when the run keeps a weight average, ``ARM+ema_sSEED``."""
     run = out / f"{arm}_s{seed}"
     weights = run / "weights.safetensors"
-    if weights.is_file():
-        return weights
+    if not weights.is_file():
+        _run_training(run, arm, seed)
+    if EMA not in ARMS[arm]:
+        return {f"{arm}_s{seed}": weights}
+    raw = run / "raw.safetensors"
+    if not raw.is_file():
+        export_weights_from_checkpoint(latest_checkpoint(run), raw)
+    return {f"{arm}_s{seed}": raw, f"{arm}+ema_s{seed}": weights}
+
+
+def _run_training(run: Path, arm: str, seed: int) -> None:
     cmd = [sys.executable, "-m", "flowdeblur", "train", "--config",
            str(ROOT / "configs" / "cpu_recipe.yaml"), f"run_dir={run}", f"seed={seed}",
            *ARMS[arm]]
@@ -49,7 +68,6 @@ def train_arm(out: Path, arm: str, seed: int) -> Path:
         cmd.append("--resume")
     print(f"== training {arm} (seed {seed}): {' '.join(cmd[3:])}", flush=True)
     subprocess.run(cmd, check=True)
-    return weights
 
 
 def score_dev(weights: Path, unsharp: tuple[float, float]) -> dict:
@@ -120,10 +138,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown arm(s) {unknown}; known: {sorted(ARMS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = {f"{a}_s{s}": train_arm(args.out, a, s) for a in arms for s in seeds}
+    weights = {name: path for a in arms for s in seeds
+               for name, path in train_arm(args.out, a, s).items()}
     dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
     heldout = score_heldout(args.out, weights, args.samples)
-    results = {"arms": {name: ARMS[name.rsplit("_s", 1)[0]] for name in weights},
+    results = {"arms": {name: ARMS[name.rsplit("_s", 1)[0].removesuffix("+ema")]
+                        for name in weights},
                "dev": dev, "heldout": heldout}
     (args.out / "arms.json").write_text(json.dumps(results, indent=1) + "\n")
     text = table(weights, dev, heldout)

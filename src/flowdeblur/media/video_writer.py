@@ -4,6 +4,7 @@ the audio of another file, published atomically (:class:`~flowdeblur.media.atomi
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator
 from fractions import Fraction
@@ -207,17 +208,24 @@ class VideoWriter:
         self.padded = (self.output_height, self.output_width) != (self.height, self.width)
 
         make_parent_folder(self.path)
-        try:
+        with self._abort_on_failure(av.error.FFmpegError, ValueError):
             # The temporary keeps the extension: FFmpeg picks the container from it.
             self._file = PendingFile(self.path, suffix=self.path.suffix)
             self._out = av.open(str(self._file.path), "w")
             self._video = self._add_video_stream(crf, rotation, options)
             if audio_from is not None:
                 self._audio = _AudioTrack.attach(Path(audio_from), self._out)
+
+    @contextlib.contextmanager
+    def _abort_on_failure(self, *codec_errors: type[BaseException]) -> Iterator[None]:
+        """Remove the partial file on any failure inside, raising codec and file-system
+        errors as one-line UserErrors."""
+        try:
+            yield
         except UserError:
             self._abort()
             raise
-        except (av.error.FFmpegError, ValueError) as e:
+        except codec_errors as e:
             self._abort()
             raise UserError(f"cannot write video {self.path}: {e}") from e
         except OSError as e:
@@ -295,7 +303,7 @@ class VideoWriter:
         if self._closed:
             return
         self._closed = True
-        try:
+        with self._abort_on_failure(av.error.FFmpegError):
             if self.frames_written == 0:
                 raise UserError(f"no frames were written to {self.path}")
             for packet in self._video.encode(None):
@@ -310,15 +318,6 @@ class VideoWriter:
                 self._audio.close()
                 self._audio = None
             self._file.commit()
-        except av.error.FFmpegError as e:
-            self._abort()
-            raise UserError(f"cannot write video {self.path}: {e}") from e
-        except OSError as e:
-            self._abort()
-            raise UserError(f"cannot write video {self.path}: {e.strerror or e}") from e
-        except BaseException:
-            self._abort()
-            raise
 
     def _abort(self) -> None:
         """Drop everything: close quietly and delete the temporary file."""
