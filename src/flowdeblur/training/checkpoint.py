@@ -16,7 +16,11 @@ world_size      number of processes that wrote it (``len(rng)``)
 ==============  ===============================================================================
 
 Writes go through :func:`flowdeblur.media.atomic.atomic_file`: a crash (even kill -9) leaves
-either the previous checkpoint or the new one, never half of one.
+either the previous checkpoint or the new one, never half of one. Beside each checkpoint,
+``step_00001000.pt.sha256`` holds its SHA-256: a checkpoint damaged later is refused, and
+resuming falls back to the newest intact one. Checkpoints are read with
+``torch.load(weights_only=True)`` only: a file that needs unpickling of arbitrary objects is
+refused, never executed.
 
 Resuming (:func:`find_resume_point`) continues only the same stage, model variant and number of
 processes; a run whose loss stops being finite raises :class:`TrainingDiverged`, which names the
@@ -26,9 +30,11 @@ last good checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,7 +43,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..media.atomic import TEMP_SUFFIX, atomic_file, temp_prefix
+from ..media.atomic import TEMP_SUFFIX, atomic_file, atomic_write_text, temp_prefix
 from ..models import FlowDeblurNet
 from ..weights import save_weights
 from .config import TrainConfig, to_dict
@@ -61,6 +67,10 @@ class Checkpoint(NamedTuple):
 
 class TrainingDiverged(UserError):
     """The loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+class CorruptCheckpoint(UserError):
+    """A checkpoint file that cannot be used: damaged, truncated, unsafe or not ours."""
 
 
 def checkpoint_dir(run_dir: str | os.PathLike) -> Path:
@@ -91,13 +101,30 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     return found[-1].path if found else None
 
 
+def checksum_path(path: str | os.PathLike) -> Path:
+    """The file beside checkpoint ``path`` that holds its SHA-256."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` (must hold the :data:`REQUIRED` keys) to ``path`` atomically."""
+    """Write ``state`` (must hold the :data:`REQUIRED` keys) to ``path`` atomically, then its
+    checksum beside it."""
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise ValueError(f"checkpoint state lacks {missing}")
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
+        digest = _sha256(tmp)
+    atomic_write_text(checksum_path(path), digest + "\n")
 
 
 def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
@@ -105,30 +132,42 @@ def prune_checkpoints(run_dir: str | os.PathLike, keep: int) -> None:
     found = list_checkpoints(run_dir)
     for old in found[: max(len(found) - keep, 0)]:
         old.path.unlink(missing_ok=True)
+        checksum_path(old.path).unlink(missing_ok=True)
     for p in checkpoint_dir(run_dir).glob(_STALE_TEMPS):
         p.unlink(missing_ok=True)
 
 
+def _verify(path: Path) -> None:
+    """Compare ``path`` with its checksum file; a checkpoint without one loads with a warning."""
+    sidecar = checksum_path(path)
+    if not sidecar.is_file():
+        warnings.warn(f"{path} has no checksum ({sidecar.name} is missing): loaded unverified",
+                      UserWarning, stacklevel=3)
+        return
+    expected = sidecar.read_text().strip()
+    if _sha256(path) != expected:
+        raise CorruptCheckpoint(
+            f"{path} is corrupt or not a checkpoint (its SHA-256 differs from {sidecar.name})")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and check a checkpoint (tensors on CPU). UserError if missing, corrupt or foreign."""
+    """Read and check a checkpoint (tensors on CPU). UserError if missing; CorruptCheckpoint
+    if damaged (checksum), unreadable, unsafe to unpickle or not one of ours."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    _verify(path)
     try:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as e:
-            if "Weights only load failed" not in str(e):
-                raise
-            # A data stream's state may hold objects the safe loader refuses (e.g. numpy
-            # arrays); checkpoints are our own files in the user's own run folder.
-            state = torch.load(path, map_location="cpu", weights_only=False)
+        # Tensors and plain containers only: nothing in a checkpoint may run code.
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
             zipfile.BadZipFile, AttributeError, ImportError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"{path} is corrupt or not a checkpoint ({reason[:200]})") from None
+        raise CorruptCheckpoint(
+            f"{path} is corrupt or not a checkpoint, or unsafe to load ({reason[:200]})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise UserError(f"{path} is not a flowdeblur training checkpoint")
+        raise CorruptCheckpoint(f"{path} is not a flowdeblur training checkpoint")
     if state.get("version") != VERSION:
         raise UserError(
             f"{path} is checkpoint version {state.get('version')!r}; this flowdeblur reads "
@@ -195,12 +234,20 @@ def find_resume_point(config: TrainConfig, world_size: int, resume: bool) -> Res
             raise UserError(f"{run_dir} already holds checkpoints: pass --resume to continue "
                             f"that run, or choose another run_dir")
         return None
-    path = latest_checkpoint(run_dir)
-    if path is None:
+    found = list_checkpoints(run_dir)
+    if not found:
         raise UserError(f"--resume: no checkpoint in {checkpoint_dir(run_dir)}")
-    state = load_checkpoint(path)
-    _check_resumable(state, config, world_size, path)
-    return ResumePoint(path, state)
+    problems = []
+    for candidate in reversed(found):  # the newest intact one
+        try:
+            state = load_checkpoint(candidate.path)
+        except CorruptCheckpoint as e:
+            warnings.warn(f"skipping {e}", UserWarning, stacklevel=2)
+            problems.append(str(e))
+            continue
+        _check_resumable(state, config, world_size, candidate.path)
+        return ResumePoint(candidate.path, state)
+    raise UserError(f"--resume: no intact checkpoint: {'; '.join(problems)}")
 
 
 def _check_resumable(state: dict, config: TrainConfig, world_size: int, path: Path) -> None:
