@@ -44,6 +44,10 @@ from .tiling import check_tiling, deblur_tiles
 
 __all__ = ["DeblurResult", "deblur_frames", "deblur_image_pair", "deblur_video"]
 
+#: Frame rates a video made from images may have (a time-lapse at one frame in 1000 s up to a
+#: high-speed camera); beyond them the container's time base cannot represent the frames.
+MIN_FPS, MAX_FPS = 0.001, 10_000
+
 # ----------------------------------------------------------------------------- shared steps
 
 
@@ -303,8 +307,9 @@ def _check_options(*, batch: int, bits: int, crf: int, fps: float | None) -> Non
         raise UserError(f"--bits must be 8 or 16, got {bits}")
     if not 0 <= crf <= 51:
         raise UserError(f"--crf must be between 0 and 51, got {crf}")
-    if fps is not None and not fps > 0:
-        raise UserError(f"--fps must be positive, got {fps}")
+    if fps is not None and not MIN_FPS <= fps <= MAX_FPS:  # also refuses nan and inf
+        raise UserError(f"--fps must be a frame rate from {MIN_FPS} to {MAX_FPS:,} frames per "
+                        f"second, got {fps}")
 
 
 def _deblurred_frames(

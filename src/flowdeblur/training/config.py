@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -372,6 +373,8 @@ def _choice(key: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
 
 
 def _positive(key: str, value: float, *, allow_zero: bool = False) -> None:
+    if not math.isfinite(value):
+        raise UserError(f"{key} must be a finite number; got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         raise UserError(f"{key} must be {'>= 0' if allow_zero else '> 0'}; got {value!r}")
 

@@ -14,6 +14,7 @@ distributed     the processes of a multi-GPU run and what they exchange each ste
 rng             seeds per process and the RNG states a checkpoint keeps
 checkpoint      checkpoint files: save, resume, prune; the NaN stop
 run_log         config.yaml, losses.jsonl, TensorBoard, progress bar
+run_lock        one training per run folder
 signals         SIGINT/SIGTERM: save after the current step and exit
 ==============  ===============================================================================
 
@@ -63,6 +64,7 @@ from .config import TrainConfig
 from .distributed import gather_step_stats, init_distributed
 from .objective import compute_loss, freeze_unreached
 from .rng import restore_rng_state, rng_state, seed_process
+from .run_lock import RunLock
 from .run_log import RunLog
 from .schedule import set_learning_rate
 from .setup import (
@@ -102,6 +104,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         requested = resolve_device(config.device)  # "auto": CUDA when available
         processes = init_distributed(requested.type)
         cleanup.callback(processes.close)
+        if processes.is_master:  # one training per run folder, before anything is read
+            cleanup.enter_context(RunLock(run_dir))
         runtime = training_runtime(requested, processes.local_rank, config.amp)
         device = runtime.device
         batch_size = per_process_batch(config.data.batch_size, processes)
@@ -131,8 +135,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         signals = cleanup.enter_context(StopSignals(announce=processes.is_master))
 
         # -- the step loop
-        last_loss = float("nan")
-        interrupted = None
+        last_loss, interrupted = float("nan"), None
         deadline = time.monotonic() + (config.time_limit_s or math.inf)
         while step < config.steps:
             lr = set_learning_rate(optimizer, step, config)
