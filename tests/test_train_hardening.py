@@ -110,3 +110,43 @@ def test_impossible_frame_rates_are_one_line_errors(tmp_path, capsys, fps):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "--fps must be a frame rate" in err
     assert not out.exists()
+
+
+def _cli_base(tmp_path: Path) -> tuple[Path, list[str]]:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(textwrap.dedent("""\
+        device: cpu
+        steps: 2
+        model: {variant: no_rnn, rnn_backend: torch}
+        data: {crop_size: 64, batch_size: 2, num_workers: 0}
+        log: {progress: false, tensorboard: false, checkpoint_every: 1, every: 1}
+    """))
+    return config, [f"run_dir={tmp_path / 'run'}"]
+
+
+def test_resume_keeps_the_saved_config_and_lists_overrides(tmp_path, capsys):
+    config, run = _cli_base(tmp_path)
+    assert main(["train", "--config", str(config), *run]) == 0
+    saved = (tmp_path / "run" / "config.yaml").read_text()
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("batch_size: 2", "batch_size: 4"))
+    capsys.readouterr()
+    assert main(["train", "--config", str(other), "--resume", *run, "steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "differs from the run's saved" in err and "data.batch_size" in err
+    assert (tmp_path / "run" / "config.yaml").read_text() == saved  # untouched
+    assert main(["train", "--resume", "--run-dir", str(tmp_path / "run"), "steps=3"]) == 0
+    assert "resuming with steps=3" in capsys.readouterr().out
+
+
+def test_adopt_config_takes_the_new_file(tmp_path, capsys):
+    config, run = _cli_base(tmp_path)
+    assert main(["train", "--config", str(config), *run]) == 0
+    other = tmp_path / "other.yaml"
+    other.write_text(config.read_text().replace("every: 1}", "every: 2}"))
+    capsys.readouterr()
+    assert main(["train", "--config", str(other), "--resume", "--adopt-config", *run,
+                 "steps=3"]) == 0
+    out = capsys.readouterr().out
+    assert "log.every=2" in out and "steps=3" in out
+    assert "every: 2" in (tmp_path / "run" / "config.yaml").read_text()

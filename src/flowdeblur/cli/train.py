@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 
 from ..errors import UserError
-from ..training.config import load_config, to_yaml
+from ..training.config import TrainConfig, load_config, to_dict, to_yaml
 from ..training.loop import train
 
 
@@ -36,14 +36,57 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="config overrides (keep them together: before or after the options)")
     p.add_argument("--run-dir", help="output folder (same as run_dir=...)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the newest checkpoint in the run folder (without "
-                   "--config, the run folder's config.yaml is used)")
+                   help="continue from the newest intact checkpoint in the run folder, with "
+                   "the run folder's config.yaml; key=value overrides apply on top of it")
+    p.add_argument("--adopt-config", action="store_true",
+                   help="with --resume: continue with --config even where it differs from "
+                   "the run's saved config")
     p.add_argument("--init-weights", metavar="FILE",
                    help="start from these weights only, optimiser reset "
                    "(same as model.init_weights=FILE)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as YAML and exit")
     p.set_defaults(run=run)
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key != "synthetic" and key != "degrade":
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _resumed_config(args: argparse.Namespace, asked: TrainConfig,
+                    overrides: list[str]) -> TrainConfig:
+    """The config a resumed run continues with: the run's saved ``config.yaml`` plus this
+    command line's overrides (listed), or ``--config`` itself with ``--adopt-config``. A
+    ``--config`` that differs from the saved one elsewhere is refused, naming the keys."""
+    if args.config is None and not args.run_dir:
+        raise UserError("--resume without --config needs --run-dir (to find its config.yaml)")
+    saved_path = Path(asked.run_dir) / "config.yaml"
+    if not saved_path.is_file():
+        raise UserError(f"--resume: {saved_path} not found (was a run started in "
+                        f"{asked.run_dir}?)")
+    saved = _flatten(to_dict(load_config(saved_path)))
+    resumed = load_config(saved_path, overrides)
+    given = {o.partition("=")[0].strip() for o in overrides}
+    if args.config is not None:
+        differs = [k for k, v in _flatten(to_dict(asked)).items()
+                   if saved.get(k) != v and k not in given]
+        if differs and not args.adopt_config:
+            shown = ", ".join(sorted(differs)[:6]) + (" ..." if len(differs) > 6 else "")
+            raise UserError(f"--config differs from the run's saved {saved_path} in {shown}; "
+                            "drop --config to continue as saved, or pass --adopt-config")
+        if args.adopt_config:
+            resumed = asked
+    now = _flatten(to_dict(resumed))
+    changed = sorted(k for k in now if now[k] != saved.get(k))
+    if changed:
+        print("flowdeblur train: resuming with " + ", ".join(f"{k}={now[k]}" for k in changed))
+    return resumed
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,12 +96,9 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"run_dir={args.run_dir}")
     if args.init_weights:
         overrides.append(f"model.init_weights={args.init_weights}")
-    config_path = args.config
-    if config_path is None and args.resume:
-        if not args.run_dir:
-            raise UserError("--resume without --config needs --run-dir (to find its config.yaml)")
-        config_path = Path(args.run_dir) / "config.yaml"
-    config = load_config(config_path, overrides)
+    config = load_config(args.config, overrides)
+    if args.resume:
+        config = _resumed_config(args, config, overrides)
     if args.print_config:
         print(to_yaml(config), end="")
         return 0
