@@ -27,7 +27,8 @@ EXPECTED_PARAMETERS = {
 def test_table_one_parameter_count():
     model = FlowDeblurNet()
     assert count_parameters(model) == 8_281_696
-    # NOTES.md's split: flow encoder/decoder 5,476,960 + three gate heads 665,952, U-Net 2,138,784.
+    # docs/PAPER_NOTES.md's split: flow encoder/decoder 5,476,960 + three gate heads 665,952,
+    # U-Net 2,138,784.
     heads = sum(count_parameters(getattr(model.flownet, f"rnnw{i}")) for i in (1, 2, 3))
     assert heads == 665_952
     assert count_parameters(model.flownet) - heads == 5_476_960

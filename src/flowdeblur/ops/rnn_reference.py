@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-#: Direction names in the order of the output blocks (DESIGN.md).
+#: Direction names in the order of the output blocks (docs/DESIGN.md, "Gate and direction order").
 DIRECTIONS = ("left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top")
 
 

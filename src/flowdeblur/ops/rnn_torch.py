@@ -70,7 +70,7 @@ def _directional_stacks(x: torch.Tensor, w: torch.Tensor):
 
 
 def _merge_outputs(hh: torch.Tensor, hv: torch.Tensor, n: int) -> torch.Tensor:
-    """Undo :func:`_directional_stacks` on outputs: -> (N, 4C, H, W) in DESIGN.md order."""
+    """Undo :func:`_directional_stacks` on outputs: -> (N, 4C, H, W) in docs/DESIGN.md order."""
     h_lr, h_rl = hh[:n], hh[n:].flip(-1)
     h_tb, h_bt = hv[:n].transpose(-1, -2), hv[n:].flip(-1).transpose(-1, -2)
     return torch.cat([h_lr, h_rl, h_tb, h_bt], dim=1)

@@ -1,4 +1,4 @@
-"""Backward warping by a dense flow field (DESIGN.md flow convention)."""
+"""Backward warping by a dense flow field (docs/DESIGN.md, "Flow sign and channels")."""
 
 from __future__ import annotations
 
