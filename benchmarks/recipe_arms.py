@@ -72,7 +72,7 @@ def _run_training(run: Path, arm: str, seed: int) -> None:
 
 def score_dev(weights: Path, unsharp: tuple[float, float]) -> dict:
     """Per-clip scores of ``weights`` on the dev clips (cached beside the weights)."""
-    target = weights.with_name("dev.json")
+    target = weights.with_name(f"dev_{weights.stem}.json")  # raw and average share a folder
     if not target.is_file():
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_clips.py"), "--split",
                         "dev", "--weights", str(weights), "--unsharp", *map(str, unsharp),

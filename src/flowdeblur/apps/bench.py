@@ -48,7 +48,6 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from .. import __version__
 from ..errors import UserError
@@ -434,6 +433,10 @@ def time_train_step(
 
 def count_conv_gflop(variant: str, padded_size: tuple[int, int], batch: int = 1) -> float | None:
     """GFLOP of one forward with the stand-in RNN (convolutions, counted on the meta device)."""
+    # Imported here: the flop counter pulls in triton and torch's decompositions (~0.1-0.4 s),
+    # which every `flowdeblur` command would otherwise pay for this one figure.
+    from torch.utils.flop_counter import FlopCounterMode
+
     try:
         with torch.device("meta"):
             net = FlowDeblurNet(variant, rnn_backend="torch")
