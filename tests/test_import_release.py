@@ -196,7 +196,9 @@ def test_round_trip_deblur_with_the_imported_weights(imported, tmp_path):
         big = np.asarray(Image.fromarray(coarse).resize((70, 48), Image.BICUBIC))
         Image.fromarray(big[:, 2 * i : 2 * i + 64]).save(clip / f"f{i}.png")
     out = tmp_path / "out"
-    args = [str(clip), "-o", str(out), "--weights", str(imported), "--no-progress"]
+    # Random release weights estimate no meaningful flow: the scene-cut test is off here.
+    args = [str(clip), "-o", str(out), "--weights", str(imported), "--no-progress",
+            "--no-scene-cuts"]
     assert main(["deblur", *args]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["f0.png", "f1.png", "f2.png"]
 
