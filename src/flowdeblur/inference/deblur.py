@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -149,7 +150,7 @@ def deblur_image_pair(
 
 def deblur_frames(
     model: FlowDeblurNet,
-    frames: Iterable[torch.Tensor],
+    frames: Iterable[torch.Tensor | np.ndarray],
     *,
     device: str | torch.device = "auto",
     precision: str = "auto",
@@ -169,7 +170,8 @@ def deblur_frames(
     (resolved from ``device`` and ``precision`` unless given).
 
     Args:
-        frames: iterable of (3, H, W) float tensors in [0, 1], all the same size.
+        frames: iterable of (3, H, W) float tensors in [0, 1] or (H, W, 3) NumPy arrays
+            (uint8, uint16, or float in [0, 1]; see ``stream.ACCEPTED_FRAMES``), one size.
         batch: pairs (or, with ``tile``, tiles) per network call.
         tile, tile_overlap: see :func:`~.tiling.deblur_tiled`; None deblurs whole frames.
         return_flow: also yield the estimated flow t -> neighbour, (2, H, W) in pixels.

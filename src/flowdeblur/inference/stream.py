@@ -11,10 +11,16 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..data.pairing import neighbours
 from ..errors import UserError
+from ..media.pixels import to_tensor
+
+#: What a frame of :func:`frame_triples` (and so of ``deblur_frames``) may be.
+ACCEPTED_FRAMES = ("a (3, H, W) float tensor in [0, 1], or an (H, W, 3) NumPy array: uint8 "
+                   "(0-255), uint16 (0-65535) or float in [0, 1]")
 
 SINGLE_FRAME_WARNING = (
     "the input has a single frame: it is paired with itself, so there is no motion to see "
@@ -38,12 +44,31 @@ class FrameTriple:
     frame_prev: torch.Tensor
 
 
+def as_frame(index: int, frame: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """A frame as (3, H, W) float: tensors pass through, (H, W, 3) NumPy arrays are converted
+    (integers scaled to [0, 1]). ValueError naming :data:`ACCEPTED_FRAMES` otherwise."""
+    if isinstance(frame, np.ndarray) and frame.ndim == 3 and frame.shape[2] == 3:
+        if frame.dtype == np.uint8:
+            return to_tensor(frame, 255.0)
+        if frame.dtype == np.uint16:
+            return to_tensor(frame.astype(np.int32), 65535.0)
+        if np.issubdtype(frame.dtype, np.floating):
+            return to_tensor(frame, 1.0)
+    if isinstance(frame, (torch.Tensor, np.ndarray)):
+        got = f"{type(frame).__name__} of shape {tuple(frame.shape)} and dtype {frame.dtype}"
+    else:
+        got = type(frame).__name__
+    if not isinstance(frame, torch.Tensor):
+        raise ValueError(f"frame {index} must be {ACCEPTED_FRAMES}; got {got}")
+    return frame
+
+
 def _check_frame(index: int, frame: torch.Tensor, size: tuple[int, int] | None) -> None:
-    if not isinstance(frame, torch.Tensor) or frame.dim() != 3 or frame.shape[0] != 3:
-        shape = tuple(frame.shape) if isinstance(frame, torch.Tensor) else type(frame).__name__
-        raise ValueError(f"frame {index} must be a (3, H, W) tensor, got {shape}")
+    if frame.dim() != 3 or frame.shape[0] != 3:
+        raise ValueError(f"frame {index} must be {ACCEPTED_FRAMES}; got a tensor of shape "
+                         f"{tuple(frame.shape)}")
     if not frame.is_floating_point():  # a uint8 frame would silently read as 0..255
-        raise ValueError(f"frame {index} must be a float tensor in [0, 1], got {frame.dtype}")
+        raise ValueError(f"frame {index} must be {ACCEPTED_FRAMES}; got a {frame.dtype} tensor")
     if size is not None and tuple(frame.shape[-2:]) != size:
         raise UserError(
             f"frame {index} is {frame.shape[-1]}x{frame.shape[-2]} but the first frame is "
@@ -51,21 +76,22 @@ def _check_frame(index: int, frame: torch.Tensor, size: tuple[int, int] | None) 
         )
 
 
-def _checked(frames: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
-    """The frames, each checked to be (3, H, W) float and the size of the first."""
+def _checked(frames: Iterable[torch.Tensor | np.ndarray]) -> Iterator[torch.Tensor]:
+    """The frames as (3, H, W) float tensors, each checked to be the size of the first."""
     size = None
-    for index, frame in enumerate(frames):
+    for index, item in enumerate(frames):
+        frame = as_frame(index, item)
         _check_frame(index, frame, size)
         size = tuple(frame.shape[-2:])
         yield frame
 
 
-def frame_triples(frames: Iterable[torch.Tensor]) -> Iterator[FrameTriple]:
+def frame_triples(frames: Iterable[torch.Tensor | np.ndarray]) -> Iterator[FrameTriple]:
     """Lazily pair every frame of ``frames`` with its neighbours (see :class:`FrameTriple`).
 
     Holds frames t-1, t and t+1 only. A one-frame stream warns (:data:`SINGLE_FRAME_WARNING`).
-    Raises ValueError for a frame that is not a (3, H, W) float tensor, UserError for one
-    whose size differs from the first frame's.
+    Frames are :data:`ACCEPTED_FRAMES`. Raises ValueError for any other frame, UserError for
+    one whose size differs from the first frame's.
     """
     source = _checked(frames)
     first = next(source, None)
