@@ -50,6 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
+    """A config dict as dotted keys; ``data.synthetic`` and ``data.degrade`` are free-form
+    dicts (overrides of other dataclasses), compared whole."""
     flat = {}
     for key, value in tree.items():
         if isinstance(value, dict) and value and key != "synthetic" and key != "degrade":

@@ -127,12 +127,7 @@ class VideoOutput(Output):
 
     def abort(self) -> None:
         if self._writer is not None:
-            # Leaving VideoWriter's context with an error closes it and drops its temporary.
-            self._writer.__exit__(_Aborted, _Aborted(), None)
-
-
-class _Aborted(Exception):
-    """The error an aborted :class:`VideoOutput` hands its writer, so that it cleans up."""
+            self._writer.abort()
 
 
 class FolderOutput(Output):

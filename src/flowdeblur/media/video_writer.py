@@ -223,16 +223,16 @@ class VideoWriter:
         try:
             yield
         except UserError:
-            self._abort()
+            self.abort()
             raise
         except codec_errors as e:
-            self._abort()
+            self.abort()
             raise UserError(f"cannot write video {self.path}: {e}") from e
         except OSError as e:
-            self._abort()
+            self.abort()
             raise UserError(f"cannot write video {self.path}: {e.strerror or e}") from e
         except BaseException:
-            self._abort()
+            self.abort()
             raise
 
     def _add_video_stream(
@@ -319,8 +319,8 @@ class VideoWriter:
                 self._audio = None
             self._file.commit()
 
-    def _abort(self) -> None:
-        """Drop everything: close quietly and delete the temporary file."""
+    def abort(self) -> None:
+        """Drop everything: close quietly and delete the temporary file (nothing is published)."""
         self._closed = True
         for resource in (self._out, self._audio):
             if resource is not None:
@@ -339,4 +339,4 @@ class VideoWriter:
         if exc_type is None:
             self.close()
         else:
-            self._abort()
+            self.abort()

@@ -26,12 +26,13 @@ from ..data.degrade import DegradeConfig
 from ..errors import UserError
 from ..models import VARIANTS
 from ..ops import BACKENDS
+from ..runtime.device import PRECISIONS
 from .losses import IMAGE_LOSSES, REDUCTIONS
 
 STAGES = ("flow", "joint")
 SOURCES = ("synthetic", "real", "mix")
 SCHEDULES = ("constant", "poly")
-EXPORT_DTYPES = ("fp32", "bf16", "fp16")
+EXPORT_DTYPES = tuple(PRECISIONS)
 
 
 @dataclass

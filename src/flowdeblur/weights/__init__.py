@@ -19,12 +19,12 @@ from safetensors.torch import save_file
 from ..errors import UserError
 from ..media.atomic import PathLike, atomic_file
 from ..models import FlowDeblurNet
+from ..runtime.device import PRECISIONS  # name -> dtype, the storage dtypes too
 
 #: The weights shipped inside the package (trained on synthetic data only; see README).
 PRETRAINED = Path(__file__).with_name("flowdeblur_synthetic.safetensors")
 
 #: Storage dtypes a weights file may be written in (the model computes in fp32 after loading).
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class WeightsFile(NamedTuple):
@@ -46,11 +46,12 @@ def save_weights(
     ``dtype`` ("fp32", "bf16", "fp16") is the storage dtype of the tensors; ``extra_metadata``
     adds string entries beside the format and config.
     """
-    if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+    if dtype not in PRECISIONS:
+        raise ValueError(f"dtype must be one of {sorted(PRECISIONS)}, got {dtype!r}")
     model = getattr(model, "module", model)  # unwrap DDP
     state = {
-        k: v.detach().to("cpu", _DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()
+        k: v.detach().to("cpu", PRECISIONS[dtype]).contiguous()
+        for k, v in model.state_dict().items()
     }
     metadata = {"format": "flowdeblur", "config": json.dumps(model.config)}
     metadata.update(extra_metadata or {})
