@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 import av
 import torch
+from av.video.reformatter import Interpolation
 
 from ..errors import UserError
 from .atomic import PathLike
@@ -112,13 +113,39 @@ def _stream_rotation(stream, frame) -> int:
     return int(round(rotation)) % 360
 
 
+#: FFmpeg's AVColorSpace tag of a frame -> the swscale matrix that decodes it. Untagged (2) and
+#: anything else fall back to swscale's default, BT.601, as FFmpeg does.
+_MATRIX_OF_TAG = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020",
+                  10: "BT2020"}
+#: AVColorRange tags that name a range (0 = unspecified: the pixel format decides).
+_RANGE_OF_TAG = {1: "MPEG", 2: "JPEG"}
+
+
+#: swscale flags for YUV -> RGB: its default fast path rounds down (RGB about 1.1/255 dark);
+#: accurate rounding with full chroma interpolation is within 0.02/255 on average.
+YUV_TO_RGB = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+
+
+def _conversion(frame: av.VideoFrame) -> dict:
+    """reformat() arguments that decode ``frame`` to RGB with the matrix and range its own
+    colour tags name. The writer tags what it converts with (media/video_writer.py), so a
+    video it writes reads back with the colours it was given."""
+    if frame.format.name.startswith(("rgb", "bgr", "gbr", "gray", "pal")):
+        return {}
+    options = {"src_colorspace": _MATRIX_OF_TAG.get(int(frame.colorspace), "ITU601"),
+               "interpolation": YUV_TO_RGB}
+    color_range = _RANGE_OF_TAG.get(int(frame.color_range))
+    if color_range is not None:
+        options["src_color_range"] = color_range
+    return options
+
+
 def _frame_to_tensor(frame: av.VideoFrame) -> torch.Tensor:
     """av.VideoFrame -> (3, H, W) float32 in [0, 1]; >8-bit sources keep their precision.
-    The YUV -> RGB matrix and range come from the frame's own colour tags (BT.601 if untagged,
-    FFmpeg's default)."""
+    The YUV -> RGB matrix and range come from the frame's own colour tags (:func:`_conversion`)."""
     if frame.format.components[0].bits > 8:
-        return to_tensor(frame.to_ndarray(format="rgb48le"), 65535.0)
-    return to_tensor(frame.to_ndarray(format="rgb24"), 255.0)
+        return to_tensor(frame.to_ndarray(format="rgb48le", **_conversion(frame)), 65535.0)
+    return to_tensor(frame.to_ndarray(format="rgb24", **_conversion(frame)), 255.0)
 
 
 class VideoReader:

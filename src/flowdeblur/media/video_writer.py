@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.video.reformatter import Interpolation
 
 from ..errors import UserError
 from .atomic import PathLike, PendingFile, make_parent_folder
@@ -23,6 +24,8 @@ from .video_reader import open_container
 # RGB for the two lossless paths (FFV1 in .mkv; libx264rgb with crf=0).
 _DEFAULT_PIX_FMT = {"libx264": "yuv420p", "libx265": "yuv420p", "libx264rgb": "rgb24",
                     "ffv1": "bgr0"}
+#: swscale flags for RGB -> YUV: accurate rounding (its default path is biased).
+RGB_TO_YUV = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 _CRF_CODECS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
 
 
@@ -269,7 +272,10 @@ class VideoWriter:
         frame = av.VideoFrame.from_ndarray(arr, format="rgb24" if self._bits == 8 else "rgb48le")
         if self._is_rgb:
             return frame
-        return frame.reformat(format=self.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG")
+        # Accurate rounding: swscale's default RGB -> YUV path is biased (docs/BENCHMARKS.md,
+        # "Colour round trip"); the reader decodes with the same care.
+        return frame.reformat(format=self.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG",
+                              interpolation=RGB_TO_YUV)
 
     def write(self, frame: torch.Tensor, pts: int | None = None) -> None:
         """Encode one (3, H, W) frame in [0, 1]. ``pts`` is in ``time_base`` units and must
