@@ -17,6 +17,7 @@ import torch
 
 from flowdeblur.cli import main
 from flowdeblur.inference.deblur import deblur_frames, deblur_video
+from flowdeblur.inference.outputs import MARKER
 from flowdeblur.media import VideoReader, VideoWriter, read_image, write_image
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.weights import load_weights, save_weights
@@ -160,7 +161,7 @@ def test_side_by_side_and_flow_pictures(tmp_path, weights):
     assert (first[:, :, :W] - original).abs().max() <= 1 / 255 + 1e-6  # left: the input
     assert psnr(first[:, :, W:], original) < 40  # right: the output, not a copy
     names = sorted(p.name for p in flow.iterdir())
-    assert names == ["000000.png", "000001.png", "000002.png"]
+    assert names == [MARKER, "000000.png", "000001.png", "000002.png"]
     picture = read_image(flow / "000000.png")
     assert picture.shape == (3, H, W)
     assert float(picture.std()) > 0  # a colour-coded field, not a blank image
@@ -186,8 +187,9 @@ def test_odd_size_is_padded_for_h264_with_a_warning_or_kept_exact_losslessly(tmp
 def test_folder_to_folder_keeps_names_and_sizes(tmp_path, frames_dir, weights, model):
     out = tmp_path / "out"
     assert deblur(frames_dir, "-o", out, weights=weights) == 0
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.glob("*.png"))
     assert names == [f"shot_{i:03d}.png" for i in range(4)]
+    assert sorted(p.name for p in out.iterdir()) == sorted([MARKER, *names])
     inputs = [read_image(frames_dir / n) for n in names]
     expected = list(deblur_frames(model, inputs, device="cpu"))
     for name, want in zip(names, expected, strict=True):
@@ -199,7 +201,7 @@ def test_folder_to_folder_keeps_names_and_sizes(tmp_path, frames_dir, weights, m
 def test_video_to_folder_numbers_the_frames(tmp_path, weights):
     src = make_video(tmp_path / "in.mp4", smooth_frames(3))
     assert deblur(src, "-o", tmp_path / "out", weights=weights) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == [
         "000000.png", "000001.png", "000002.png"
     ]
 
@@ -240,12 +242,12 @@ def test_tiled_cli_output_agrees_with_untiled(tmp_path, weights):
 
 def test_overwrite_is_refused_unless_asked(tmp_path, frames_dir, weights, capsys):
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    assert deblur(frames_dir, "-o", out, weights=weights) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
     assert deblur(frames_dir, "-o", out, weights=weights) == 2
     assert "already exists; pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
     assert deblur(frames_dir, "-o", out, "--overwrite", weights=weights) == 0
-    assert (out / "keep.txt").read_text() == "mine"  # files it does not write are left alone
     assert len(list(out.glob("shot_*.png"))) == 4
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 

@@ -4,17 +4,28 @@ unwritable destinations, memory-bounded tiling."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
+import test_cli_deblur
 import torch
 from skimage import data
 from test_cli_deblur import deblur, make_video, smooth_frames, snapshot
 from torch import nn
 
+from flowdeblur.cli import main
 from flowdeblur.inference.deblur import deblur_video
-from flowdeblur.media import VideoReader
+from flowdeblur.media import VideoReader, write_image
 from flowdeblur.models import FlowDeblurOutput
+
+weights = test_cli_deblur.weights  # fixtures: tiny random weights, a folder of 4 frames
+frames_dir = test_cli_deblur.frames_dir
 
 
 class Identity(nn.Module):
@@ -72,3 +83,152 @@ def test_video_round_trip_keeps_the_colours(tmp_path, tagged_output_of_ours):
     assert after.shape == before.shape
     shift = (after - before).mean(dim=(0, 2, 3)) * 255
     assert shift.abs().max() < 0.2, shift
+
+
+# ------------------------------------------------------------------------------ signals
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (its temporaries are stale)."""
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def test_sigterm_mid_run_leaves_nothing_and_exits_143(tmp_path, frames_dir, weights,
+                                                      monkeypatch, capsys):
+    import flowdeblur.inference.outputs as outputs
+
+    written = 0
+    real = outputs.write_image
+
+    def write_then_terminate(path, image, **kwargs):
+        nonlocal written
+        real(path, image, **kwargs)
+        written += 1
+        if written == 2:  # as `kill PID` from another shell would, between two frames
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(outputs, "write_image", write_then_terminate)
+    before = snapshot(tmp_path)
+    code = deblur(frames_dir, "-o", tmp_path / "out", "--save-flow", tmp_path / "flow",
+                  weights=weights)
+    assert code == 143
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "flowdeblur: terminated"
+    assert snapshot(tmp_path) == before  # no output, no hidden temporary
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def test_a_killed_runs_temporaries_are_removed_a_live_runs_kept(tmp_path, frames_dir,
+                                                                weights):
+    out = tmp_path / "out.mp4"
+    dead, live = _dead_pid(), os.getpid()
+    stale_dir = tmp_path / f".out.mp4.{dead}-0123abcd.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "000000.png").write_bytes(b"partial")
+    stale_file = tmp_path / f".out.mp4.{dead}-89abcdef.tmp.mp4"
+    stale_file.write_bytes(b"partial")
+    live_file = tmp_path / f".out.mp4.{live}-00ff00ff.tmp.mp4"
+    live_file.write_bytes(b"being written")
+    other = tmp_path / f".other.mp4.{dead}-0123abcd.tmp.mp4"  # another target's: not ours
+    other.write_bytes(b"x")
+    assert deblur(frames_dir, "-o", out, weights=weights) == 0
+    assert out.is_file()
+    assert not stale_dir.exists() and not stale_file.exists()
+    assert live_file.read_bytes() == b"being written"
+    assert other.exists()
+
+
+# ------------------------------------------------------------------------------ --overwrite
+
+
+def _pngs(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+def test_overwrite_replaces_a_previous_output_whole(tmp_path, frames_dir, weights):
+    out = tmp_path / "out"
+    other = tmp_path / "other"
+    for i, frame in enumerate(smooth_frames(3, seed=1)):
+        write_image(other / f"old_{i}.png", frame)
+    assert deblur(other, "-o", out, weights=weights) == 0
+    assert _pngs(out) == {"old_0.png", "old_1.png", "old_2.png"}
+    assert deblur(frames_dir, "-o", out, "--overwrite", weights=weights) == 0
+    assert _pngs(out) == {f"shot_{i:03d}.png" for i in range(4)}  # nothing merged
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_overwrite_refuses_a_folder_it_did_not_write(tmp_path, frames_dir, weights, capsys):
+    out = tmp_path / "photos"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    write_image(out / "holiday.png", smooth_frames(1)[0])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert deblur(frames_dir, "-o", out, "--overwrite", weights=weights) == 2
+    err = capsys.readouterr().err
+    assert "flowdeblur did not write" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_folder_and_file_outputs_do_not_replace_each_other(tmp_path, frames_dir, weights,
+                                                           capsys):
+    a_file = tmp_path / "frames_out"
+    a_file.write_text("not a folder")
+    a_folder = tmp_path / "clip.mp4"
+    a_folder.mkdir()
+    (a_folder / "x").write_text("x")
+    assert deblur(frames_dir, "-o", a_file, "--overwrite", weights=weights) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert deblur(frames_dir, "-o", a_folder, "--overwrite", weights=weights) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "not a folder" and (a_folder / "x").read_text() == "x"
+
+
+# ------------------------------------------------------------------------------ warnings
+
+
+def _truncated_mp4(path: Path, frames: int = 30) -> Path:
+    """An MP4 whose index (moov, written first) declares ``frames`` frames but whose data
+    stops half-way, as a copy cut short leaves it."""
+    full = path.with_name("full.mp4")
+    rng = np.random.default_rng(0)
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(frames):
+            picture = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode())
+    data = full.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    full.unlink()
+    return path
+
+
+def _warnings_start_their_lines(err: str) -> bool:
+    """Whether every warning begins a line (not glued to a progress bar's text)."""
+    starts = [i for i in range(len(err)) if err.startswith("flowdeblur: warning:", i)]
+    return bool(starts) and all(i == 0 or err[i - 1] in "\r\n" for i in starts)
+
+
+def test_a_truncated_video_warns_with_declared_and_decoded_counts(tmp_path, weights, capsys):
+    src = _truncated_mp4(tmp_path / "cut.mp4")
+    with VideoReader(src) as reader:
+        decoded = sum(1 for _ in reader)
+    assert 0 < decoded < 30
+    out = tmp_path / "out"
+    assert main(["deblur", str(src), "-o", str(out), "--weights", str(weights)]) == 0
+    err = capsys.readouterr().err
+    assert f"declares 30 frames but only {decoded} could be decoded" in err
+    assert _warnings_start_their_lines(err), err
+    assert len(list(out.glob("*.png"))) == decoded
+
+
+def test_the_one_frame_warning_is_not_printed_inside_the_progress_bar(tmp_path, weights,
+                                                                      capsys):
+    write_image(tmp_path / "only.png", smooth_frames(1)[0])
+    assert main(["deblur", str(tmp_path / "only.png"), "-o", str(tmp_path / "out.png"),
+                 "--weights", str(weights)]) == 0
+    err = capsys.readouterr().err
+    assert "paired with itself" in err
+    assert _warnings_start_their_lines(err), err

@@ -7,8 +7,11 @@ the parser, calls the chosen subcommand and turns user mistakes into one clear l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 
 from .. import __version__
 from ..errors import UserError
@@ -32,15 +35,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: unwinds like Ctrl-C, so every output in progress is removed."""
+
+
+@contextlib.contextmanager
+def terminate_like_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into :class:`Terminated` while a command runs (the training loop installs
+    its own handler while it trains: finish the step, save, exit)."""
+
+    def handle(signum, frame) -> None:
+        raise Terminated
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with one_line_warnings():
+        with one_line_warnings(), terminate_like_interrupt():
             return int(args.run(args) or 0)
     except UserError as e:
         print(f"flowdeblur: error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("flowdeblur: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("flowdeblur: interrupted", file=sys.stderr)
         return 130

@@ -7,6 +7,8 @@ import sys
 import warnings
 from collections.abc import Iterator
 
+from tqdm import tqdm
+
 from ..errors import UserError
 from ..models import FlowDeblurNet
 from ..weights import load_pretrained, load_weights
@@ -14,10 +16,11 @@ from ..weights import load_pretrained, load_weights
 
 @contextlib.contextmanager
 def one_line_warnings() -> Iterator[None]:
-    """Show warnings as ``flowdeblur: warning: ...`` lines on stderr (no file/line noise)."""
+    """Show warnings as ``flowdeblur: warning: ...`` lines on stderr (no file/line noise),
+    above a progress bar if one is showing rather than through it."""
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"flowdeblur: warning: {message}", file=file or sys.stderr)
+        tqdm.write(f"flowdeblur: warning: {message}", file=file or sys.stderr)
 
     with warnings.catch_warnings():
         # Our own warnings (UserWarning) show once per run, even in a long-lived process.

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,7 +35,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..media import FrameSource, write_image
-from ..media.atomic import TEMP_SUFFIX, temp_dir_beside, temp_prefix
+from ..media.atomic import replace_path, temp_dir_beside
 
 CURVES = ("srgb", "gamma", "none")
 
@@ -221,7 +220,7 @@ def synthesize_blur(
             "source_fps": str(source.fps) if source.fps is not None else None,
         }
         (tmp / "synth.json").write_text(json.dumps(settings, indent=2) + "\n")
-        _move_into_place(tmp, seq_dir)
+        replace_path(tmp, seq_dir)  # an older sequence is removed only afterwards
     except BaseException:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -264,17 +263,3 @@ def _write_pairs(source: FrameSource, folder: Path, average: int, stride: int, c
     if count == 0:  # the container's frame count was optimistic
         raise UserError(f"--average {average} needs at least {average} frames in the input")
     return SynthResult(sequence_dir=folder, num_pairs=count, frames_used=used)
-
-
-def _move_into_place(tmp: Path, seq_dir: Path) -> None:
-    """Rename the finished sequence into place; an older one is removed only afterwards."""
-    old = None
-    if seq_dir.exists():
-        old = seq_dir.with_name(f"{temp_prefix(seq_dir)}old-{secrets.token_hex(4)}{TEMP_SUFFIX}")
-        os.replace(seq_dir, old)
-    os.replace(tmp, seq_dir)
-    if old is not None:
-        if old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()

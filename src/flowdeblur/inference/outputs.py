@@ -7,10 +7,15 @@ failure or an interrupt at any frame leaves nothing behind::
     with open_output(path, source, ...) as out:   # open()
         out.write(index, image, pts=pts)          # once per frame, in order
     # a clean exit publishes, an exception aborts
+
+A folder output carries a small marker file (:data:`MARKER`), so that ``--overwrite`` can tell
+a previous output of ours, which it replaces whole, from a folder of anything else, which it
+refuses to touch.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import warnings
@@ -21,9 +26,12 @@ import torch
 
 from ..errors import UserError
 from ..media import FrameSource, VideoWriter, is_image_path, is_video_path, write_image
-from ..media.atomic import PendingFile, temp_dir_beside
+from ..media.atomic import PendingFile, replace_path, temp_dir_beside
 
 PathLike = str | os.PathLike
+
+#: The file that marks a folder as an output of ``flowdeblur deblur`` (frames or flow pictures).
+MARKER = ".flowdeblur-output.json"
 
 
 class Output:
@@ -131,8 +139,9 @@ class VideoOutput(Output):
 
 
 class FolderOutput(Output):
-    """A folder of PNGs (``bits`` 8 or 16), one per frame, named by ``names``; published with
-    :func:`publish_folder`."""
+    """A folder of PNGs (``bits`` 8 or 16), one per frame, named by ``names``, with the
+    :data:`MARKER` file; published whole in place of whatever ``path`` held (the checks before
+    the work, :func:`check_destinations`, allow only an empty folder or an output of ours)."""
 
     kind = "images"
 
@@ -146,12 +155,13 @@ class FolderOutput(Output):
             self._tmp = temp_dir_beside(self.path)
         except OSError as e:
             raise UserError(f"cannot write beside {self.path}: {e.strerror or e}") from None
+        (self._tmp / MARKER).write_text(json.dumps({"written_by": "flowdeblur deblur"}) + "\n")
 
     def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
         write_image(self._tmp / self.name(index), image, bits=self.bits)
 
     def publish(self) -> None:
-        publish_folder(self._tmp, self.path)
+        replace_path(self._tmp, self.path)
 
     def abort(self) -> None:
         if self._tmp is not None:
@@ -222,27 +232,6 @@ def output_names(source: FrameSource, count: int) -> list[str]:
     return [n + ".png" for n in source.names]
 
 
-# ----------------------------------------------------------------------------- folders
-
-
-def publish_folder(tmp: Path, final: Path) -> None:
-    """Move a finished temporary folder to ``final``: one rename when ``final`` is absent or
-    empty, else file by file into it (each file replaced whole, never half-written; files of
-    ``final`` that ``tmp`` does not hold are kept)."""
-    if final.exists() and not final.is_dir():
-        if not final.is_file():
-            raise UserError(f"cannot replace {final}: not a file or folder")
-        final.unlink()
-    if not final.exists() or not any(final.iterdir()):
-        if final.exists():
-            final.rmdir()
-        os.replace(tmp, final)
-        return
-    for item in sorted(tmp.iterdir()):
-        os.replace(item, final / item.name)
-    tmp.rmdir()
-
-
 # ----------------------------------------------------------------------------- checks
 
 
@@ -273,12 +262,30 @@ def check_output_path(output: PathLike, inputs: Sequence[PathLike], what: str = 
             )
 
 
-def check_free(path: Path, overwrite: bool, what: str) -> None:
-    """UserError if ``path`` exists (an empty folder counts as free) and ``overwrite`` is off."""
-    if not path.exists():
+def is_our_folder_output(path: Path) -> bool:
+    """Whether ``path`` is a folder that ``flowdeblur deblur`` wrote (it holds :data:`MARKER`)."""
+    return path.is_dir() and (path / MARKER).is_file()
+
+
+def check_free(path: Path, overwrite: bool, what: str, *, folder: bool) -> None:
+    """UserError unless an output (a folder of pictures if ``folder``, else one file) may be
+    written at ``path``: nothing there, an empty folder (folder outputs), or, with
+    ``overwrite``, a previous output of the same kind (a file; a folder of ours)."""
+    if not path.exists() and not path.is_symlink():
         return
-    if path.is_dir() and not any(path.iterdir()):
-        return
+    if path.is_symlink():
+        raise UserError(f"{what} {path} is a symbolic link; give the path it points to")
+    if folder:
+        if not path.is_dir():
+            raise UserError(f"{what} {path} is a file; a folder of pictures goes there (a "
+                            "video or image output needs a name with its extension)")
+        if not any(path.iterdir()):
+            return
+        if not is_our_folder_output(path):
+            raise UserError(f"{what} {path} is a folder that flowdeblur did not write (no "
+                            f"{MARKER} in it); choose another name, or empty it yourself")
+    elif path.is_dir():
+        raise UserError(f"{what} {path} is a folder; choose a file name")
     if not overwrite:
         raise UserError(f"{what} {path} already exists; pass --overwrite to replace it")
 
@@ -291,6 +298,7 @@ def check_destinations(output: Path, flow_dir: Path | None, inputs: Sequence[Pat
         check_output_path(flow_dir, inputs, what="--save-flow folder")
         if _resolved(flow_dir) == _resolved(output):
             raise UserError(f"--save-flow folder {flow_dir} is OUTPUT; choose another folder")
-    check_free(output, overwrite, "OUTPUT")
+    check_free(output, overwrite, "OUTPUT",
+               folder=not is_video_path(output) and not is_image_path(output))
     if flow_dir is not None:
-        check_free(flow_dir, overwrite, "--save-flow folder")
+        check_free(flow_dir, overwrite, "--save-flow folder", folder=True)

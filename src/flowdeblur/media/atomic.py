@@ -2,10 +2,12 @@
 
 Every output of the package goes through here: data is written to a hidden temporary sibling
 (same folder, so the same file system) and renamed over the target only when it is whole, so
-a reader never sees half a file, even after a crash or ``kill -9``. Temporary names start with
-``.{target name}.`` and end with ``.tmp`` (plus the optional ``suffix``). Temporaries are
-created with the user's usual permissions (``0o666`` less the umask), so a published file has
-the mode a plain ``open(path, "w")`` would have given it.
+a reader never sees half a file, even after a crash or ``kill -9``. Temporary names are
+``.{target name}.{pid}-{random}.tmp`` (plus the optional ``suffix``): the writer's process id in
+the name lets a later run remove what a killed writer left (:func:`remove_stale_temporaries`)
+and never touch a live one's. Temporaries are created with the user's usual permissions
+(``0o666`` less the umask), so a published file has the mode a plain ``open(path, "w")`` would
+have given it.
 
 Two shapes of the same rule: :func:`atomic_file` for a write that fits in one ``with`` block,
 :class:`PendingFile` for a writer that outlives one (a video encoder open across many calls).
@@ -15,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,8 +36,77 @@ def temp_prefix(target: Path) -> str:
     return f".{target.name}."
 
 
+#: What follows :func:`temp_prefix` in a temporary's name: the writer's pid, a random tag.
+_TEMP_TAIL = re.compile(r"^(\d+)-[0-9a-f]{8}" + re.escape(TEMP_SUFFIX))
+
+
 def _temp_name(target: Path, suffix: str = "") -> Path:
-    return target.parent / f"{temp_prefix(target)}{secrets.token_hex(4)}{TEMP_SUFFIX}{suffix}"
+    tail = f"{os.getpid()}-{secrets.token_hex(4)}{TEMP_SUFFIX}{suffix}"
+    return target.parent / f"{temp_prefix(target)}{tail}"
+
+
+def _is_running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: PathLike) -> list[Path]:
+    """Remove the temporaries of ``target`` whose writer is no longer running (killed before
+    it could clean up); those of a live writer are left alone. Returns what was removed.
+
+    Writers are told apart by the pid in the name, so this holds for writers on this machine
+    (a folder shared over a network may hold live temporaries of other machines: do not call
+    this on one). A pid reused since by an unrelated process keeps its temporary, the safe way.
+    """
+    target = Path(target)
+    prefix = temp_prefix(target)
+    removed = []
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        match = _TEMP_TAIL.match(entry.name[len(prefix):])
+        if match is None or _is_running(int(match.group(1))):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry)
+    return removed
+
+
+def replace_path(new: PathLike, target: PathLike) -> None:
+    """Put ``new`` (a finished file or folder beside ``target``) in place of ``target``.
+
+    A folder cannot be renamed over a non-empty one, so an existing ``target`` is first renamed
+    aside to a temporary name, ``new`` renamed in, and only then the old one removed: at every
+    moment ``target`` is either the old output or the new one, whole.
+    """
+    new, target = Path(new), Path(target)
+    if not target.exists() and not target.is_symlink():
+        os.replace(new, target)
+        return
+    old = _temp_name(target)
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)  # put the old output back
+        raise
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
 
 
 class PendingFile:

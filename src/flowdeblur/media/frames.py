@@ -4,6 +4,7 @@ files, read as one stream of (3, H, W) float32 frames in [0, 1]."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -114,9 +115,16 @@ class FrameSource:
     def iterate_with_pts(self) -> Iterator[SourceFrame]:
         """Yield ``SourceFrame(index, name or None, image (3, H, W) float32, pts or None)``."""
         if self.kind == "video":
+            decoded = 0
             with VideoReader(self._path) as reader:
-                for i, timed in enumerate(reader.iterate_with_pts()):
-                    yield SourceFrame(i, None, timed.image, timed.pts)
+                for timed in reader.iterate_with_pts():
+                    yield SourceFrame(decoded, None, timed.image, timed.pts)
+                    decoded += 1
+            if decoded < len(self):  # the decoder ran out before the container said it would
+                warnings.warn(
+                    f"{self._path} declares {len(self)} frames but only {decoded} could be "
+                    "decoded (the file is truncated or damaged); the output has those "
+                    f"{decoded}", UserWarning, stacklevel=2)
             return
         for i, (path, name) in enumerate(zip(self.paths, self.names, strict=True)):
             frame = read_image(path)
