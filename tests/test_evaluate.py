@@ -264,6 +264,25 @@ def test_folders_match_by_relative_path_ignoring_extension(tmp_path):
     assert result.per_sequence["."]["frames"] == 1
 
 
+def test_folders_follow_symlinked_sequence_folders(tmp_path):
+    """A results folder made of links to each sequence's folder is scored like a real one;
+    a link back up the tree is not followed twice."""
+    g = torch.Generator().manual_seed(4)
+    store, outputs, targets = tmp_path / "store", tmp_path / "o", tmp_path / "t"
+    for seq in ("s1", "s2"):
+        for frame in ("f1", "f2"):
+            target = _frame(g, 24, 32)
+            write_image(targets / seq / f"{frame}.png", target)
+            write_image(store / seq / f"{frame}.png", (target + 0.05).clamp(0, 1))
+    outputs.mkdir()
+    for seq in ("s1", "s2"):
+        (outputs / seq).symlink_to(store / seq, target_is_directory=True)
+    (store / "s1" / "loop").symlink_to(outputs, target_is_directory=True)
+    result = evaluate_folders(outputs, targets)
+    assert set(result.per_sequence) == {"s1", "s2"}
+    assert [r["frames"] for r in result.per_sequence.values()] == [2, 2]
+
+
 def test_folders_missing_counterpart_is_user_error(tmp_path):
     g = torch.Generator().manual_seed(4)
     write_image(tmp_path / "o" / "s" / "1.png", _frame(g, 16, 16))

@@ -155,19 +155,26 @@ def test_synth_errors_leave_nothing(tmp_path):
     assert not out.exists()
 
 
-def test_synth_refuses_non_empty_output(tmp_path):
+def test_synth_adds_sequences_and_replaces_one_only_when_asked(tmp_path):
     _sharp_folder(tmp_path / "in", 4)
+    _sharp_folder(tmp_path / "other", 4)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    with pytest.raises(UserError, match="not empty"):
-        synthesize_blur(tmp_path / "in", out, average=2, progress=False)
-    synthesize_blur(tmp_path / "in", out, average=2, progress=False, overwrite=True)
+    synthesize_blur(tmp_path / "in", out, average=2, progress=False)  # into a non-empty folder
+    synthesize_blur(tmp_path / "other", out, average=2, progress=False)  # a second sequence
     assert len(list_images(out / "in" / "blur")) == 2
-    # --overwrite replaces the sequence folder (no stale frames), leaves the rest alone.
+    assert len(list_images(out / "other" / "blur")) == 2
+    before = {p: p.read_bytes() for p in (out / "in").rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="sequence in already exists"):
+        synthesize_blur(tmp_path / "in", out, average=4, progress=False)
+    assert {p: p.read_bytes() for p in (out / "in").rglob("*") if p.is_file()} == before
+    # --overwrite replaces that sequence folder (no stale frames), leaves the rest alone.
     synthesize_blur(tmp_path / "in", out, average=4, progress=False, overwrite=True)
     assert len(list_images(out / "in" / "blur")) == 1
+    assert len(list_images(out / "other" / "blur")) == 2
     assert (out / "keep.txt").read_text() == "mine"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
     with pytest.raises(UserError, match="overwrite the input"):
         synthesize_blur(tmp_path / "in", tmp_path, average=2, seq_name="in", overwrite=True,
                         progress=False)

@@ -143,9 +143,11 @@ def _check_args(average: int, stride: int | None, curve: str, bits: int) -> int:
 def _check_output(out_dir: Path, seq_dir: Path, inputs: list[Path], overwrite: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"output {out_dir} exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+    if (seq_dir.exists() or seq_dir.is_symlink()) and not overwrite:
+        # Other sequences of the dataset are left alone: synth adds one sequence at a time.
         raise UserError(
-            f"output folder {out_dir} is not empty (pass --overwrite to replace {seq_dir.name})"
+            f"sequence {seq_dir.name} already exists in {out_dir} (pass --overwrite to "
+            "replace it)"
         )
     resolved_seq = seq_dir.resolve()
     for p in inputs:

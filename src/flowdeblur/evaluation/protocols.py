@@ -500,20 +500,35 @@ class _Job:
 
 
 def _scan_images(folder: Path) -> dict[str, Path]:
-    """Relative path without suffix (POSIX) -> file, for every image under ``folder``."""
+    """Relative path without suffix (POSIX) -> file, for every image under ``folder``.
+
+    Symbolically linked folders are followed (a results folder assembled from links to each
+    sequence is common), each real folder once; hidden files and folders (e.g. half-written
+    temporaries) are skipped.
+    """
     found: dict[str, Path] = {}
-    for path in sorted(folder.rglob("*")):
-        if path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
+    seen: set[str] = set()
+    for top, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:  # a link back up the tree
+            dirs.clear()
             continue
-        if any(part.startswith(".") for part in path.relative_to(folder).parts):
-            continue  # hidden files, e.g. half-written temporaries
-        key = path.relative_to(folder).with_suffix("").as_posix()
-        if key in found:
-            raise UserError(
-                f"{found[key]} and {path} differ only in extension; cannot tell which to score"
-            )
-        found[key] = path
-    return found
+        seen.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(top) / name
+            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            if not path.is_file():
+                continue
+            key = path.relative_to(folder).with_suffix("").as_posix()
+            if key in found:
+                raise UserError(
+                    f"{found[key]} and {path} differ only in extension; cannot tell which to "
+                    "score"
+                )
+            found[key] = path
+    return dict(sorted(found.items()))
 
 
 def _sequence_of(key: str) -> str:
