@@ -14,6 +14,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from flowdeblur.cli import main
 from flowdeblur.inference.deblur import deblur_frames, deblur_video
@@ -306,6 +307,21 @@ def _truncated_checkpoint(tmp_path: Path, weights: Path) -> list[str]:
     return [str(src), "-o", str(tmp_path / "out.mp4"), "--weights", str(bad)]
 
 
+def _weights_with_config(config: str | None):
+    """Weights of the right tensors whose metadata states ``config`` (None: no config)."""
+
+    def make(tmp_path: Path) -> list[str]:
+        bad = tmp_path / "odd.safetensors"
+        state = {k: v.contiguous() for k, v in FlowDeblurNet("full").state_dict().items()}
+        metadata = {"format": "flowdeblur"} if config is None else {"format": "flowdeblur",
+                                                                    "config": config}
+        save_file(state, str(bad), metadata=metadata)
+        src = make_video(tmp_path / "in.mp4", smooth_frames(2))
+        return [str(src), "-o", str(tmp_path / "out.mp4"), "--weights", str(bad)]
+
+    return make
+
+
 BAD_INPUTS = {
     "missing path": (lambda t: [str(t / "nope.mp4"), "-o", str(t / "out.mp4")], "not found"),
     "corrupt video": (_corrupt_video, "broken.mp4"),
@@ -316,6 +332,13 @@ BAD_INPUTS = {
     "output inside input": (_output_inside_input, "inside the input folder"),
     "checkpoint of another model": (_mismatched_checkpoint, "does not fit the model"),
     "truncated checkpoint": (_truncated_checkpoint, "cut.safetensors"),
+    "weights config not JSON": (_weights_with_config("{variant: full"), "not valid JSON"),
+    "weights without config": (_weights_with_config(None), "no model description"),
+    "weights config not an object": (_weights_with_config('["full"]'), "not a JSON object"),
+    "weights of an unknown variant": (_weights_with_config('{"variant": "huge"}'),
+                                      "unknown variant 'huge'"),
+    "weights config with unknown keys": (_weights_with_config('{"variant": "full", "x": 1}'),
+                                         "cannot be built"),
     "fp16 on cpu": (
         lambda t: [str(make_video(t / "in.mp4", smooth_frames(2))), "-o", str(t / "o.mp4"),
                    "--precision", "fp16", "--device", "cpu"],

@@ -4,6 +4,7 @@ unwritable destinations, memory-bounded tiling."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -232,3 +233,78 @@ def test_the_one_frame_warning_is_not_printed_inside_the_progress_bar(tmp_path, 
     err = capsys.readouterr().err
     assert "paired with itself" in err
     assert _warnings_start_their_lines(err), err
+
+
+# ------------------------------------------------------------------------------ unwritable
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: creating anything directly in ``folder`` fails with EROFS, as on
+    a read-only file system (tests run as root, where permissions would not stop a write)."""
+    folders: list[Path] = []
+    real_open, real_mkdir = os.open, os.mkdir
+
+    def blocked(path) -> bool:
+        return Path(os.path.abspath(path)).parent in folders
+
+    def fake_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and blocked(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if blocked(path):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    return lambda folder: folders.append(Path(folder).absolute())
+
+
+@pytest.mark.parametrize("target", ["out.mp4", "out", "flow"])
+def test_deblur_into_a_read_only_place_fails_before_any_work(target, tmp_path, frames_dir,
+                                                             weights, read_only, monkeypatch,
+                                                             capsys):
+    import flowdeblur.inference.deblur as inference
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("frames were deblurred before the output was checked")
+
+    monkeypatch.setattr(inference, "_deblurred_frames", no_work)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    before = snapshot(tmp_path)
+    if target == "flow":
+        args = ["-o", tmp_path / "out", "--save-flow", locked / "flow"]
+    else:
+        args = ["-o", locked / target]
+    assert deblur(frames_dir, *args, weights=weights) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Read-only file system" in err[0], err
+    assert snapshot(tmp_path) == before
+
+
+def _scored_folders(tmp_path: Path) -> list[str]:
+    for name in ("o", "t"):
+        write_image(tmp_path / name / "s" / "f.png", smooth_frames(1)[0])
+    return ["eval", "--outputs", str(tmp_path / "o"), "--targets", str(tmp_path / "t")]
+
+
+def test_eval_json_to_a_folder_or_a_read_only_place_is_one_line(tmp_path, read_only, capsys):
+    args = _scored_folders(tmp_path)
+    (tmp_path / "results").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    read_only(locked)
+    before = snapshot(tmp_path)
+    for option, path, message in (("--json", tmp_path / "results", "is a folder"),
+                                  ("--json", locked / "r.json", "Read-only file system"),
+                                  ("--csv", locked / "r.csv", "Read-only file system")):
+        assert main([*args, option, str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert snapshot(tmp_path) == before
+    assert main([*args, "--json", str(tmp_path / "r.json")]) == 0  # the check lets this pass

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..evaluation.protocols import PROTOCOLS, evaluate_folders, evaluate_model
+from ..media.atomic import check_can_create
 from ..runtime import PRECISIONS
 from .common import load_model
 
@@ -81,8 +82,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     for option, path in (("--json", args.json), ("--csv", args.csv)):
         # Checked before the (possibly long) evaluation rather than after it.
-        if path is not None and not Path(path).resolve().parent.is_dir():
+        if path is None:
+            continue
+        if Path(path).is_dir():
+            raise UserError(f"{option} {path} is a folder; give a file name")
+        if not Path(path).resolve().parent.is_dir():
             raise UserError(f"{option} {path}: folder {Path(path).parent} does not exist")
+        check_can_create(path, option)
     if (args.data is None) == (args.outputs is None and args.targets is None):
         raise UserError("give either --data ROOT, or --outputs DIR with --targets DIR")
     if args.data is None:

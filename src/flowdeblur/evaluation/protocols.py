@@ -181,7 +181,12 @@ def _write_text(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     if path.parent and not path.parent.is_dir():
         raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    atomic_write_text(path, text)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder")
+    try:
+        atomic_write_text(path, text)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
 # ----------------------------------------------------------------------------- scoring

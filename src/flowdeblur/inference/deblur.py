@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..media import FrameSource
-from ..media.atomic import remove_stale_temporaries
+from ..media.atomic import check_can_create, remove_stale_temporaries
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
 from ..viz import flow_to_color
@@ -391,9 +391,10 @@ def deblur_video(
     output = Path(output)
     flow_dir = Path(save_flow) if save_flow is not None else None
     check_destinations(output, flow_dir, inputs, overwrite=overwrite)
-    for target in (output, flow_dir):  # what a killed run to the same place left behind
+    for target, what in ((output, "OUTPUT"), (flow_dir, "--save-flow folder")):
         if target is not None:
-            remove_stale_temporaries(target)
+            check_can_create(target, what)  # a read-only place fails now, not after the work
+            remove_stale_temporaries(target)  # what a killed run to the same place left
 
     source = FrameSource(inputs[0] if len(inputs) == 1 else inputs)
     sink = open_output(output, source, audio_from=inputs[0], crf=crf, lossless=lossless,

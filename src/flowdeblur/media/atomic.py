@@ -191,6 +191,27 @@ def temp_dir_beside(path: PathLike) -> Path:
             continue
 
 
+def check_can_create(target: PathLike, what: str) -> None:
+    """UserError unless something could be created at ``target`` (a file or a folder), checked
+    before a long job rather than after it: the nearest existing folder on the way is probed
+    with a temporary file, created and removed at once (nothing else is created).
+
+    ``what`` names the target in the message (e.g. "OUTPUT", "--json").
+    """
+    target = Path(target).expanduser().absolute()
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UserError(f"cannot write {what} {target}: {folder} is not a folder")
+    probe = _temp_name(folder / ".write-probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as e:
+        raise UserError(f"cannot write {what} {target}: {e.strerror or e}") from None
+    os.unlink(probe)
+
+
 def make_parent_folder(path: PathLike) -> None:
     """Create the folder ``path`` will be written in (and its parents).
 

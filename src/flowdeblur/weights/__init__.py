@@ -81,12 +81,11 @@ def load_state_into(model: FlowDeblurNet, path: PathLike) -> FlowDeblurNet:
 def _copy_into(model: FlowDeblurNet, weights: WeightsFile, path: PathLike) -> FlowDeblurNet:
     """Copy ``weights`` (read from ``path``, named in errors) into ``model`` after checking that
     the config, the tensor names and every shape match."""
-    state, metadata = weights.state, weights.metadata
-    config = metadata.get("config")
-    if config is not None and json.loads(config) != model.config:
+    state = weights.state
+    config = _stated_config(weights, path, required=False)
+    if config is not None and config != model.config:
         raise UserError(
-            f"{path} holds weights for {json.loads(config)}, which does not fit the model "
-            f"{model.config}"
+            f"{path} holds weights for {config}, which does not fit the model {model.config}"
         )
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -115,9 +114,29 @@ def load_weights(path: PathLike, **model_kwargs) -> FlowDeblurNet:
     weights = read_weights(path)
     if weights.metadata.get("format") != "flowdeblur":
         raise UserError(f"{path} is not a flowdeblur weights file (no flowdeblur metadata)")
-    config = json.loads(weights.metadata["config"])
-    model = FlowDeblurNet(**config, **model_kwargs)
+    config = _stated_config(weights, path, required=True)
+    try:
+        model = FlowDeblurNet(**config, **model_kwargs)
+    except (TypeError, ValueError) as e:  # unknown keys or values, e.g. a variant not built
+        raise UserError(f"{path}: its model description {config} cannot be built ({e})") from None
     return _copy_into(model, weights, path).eval()
+
+
+def _stated_config(weights: WeightsFile, path: PathLike, *, required: bool) -> dict | None:
+    """The model config a weights file's metadata states (a JSON object), or None when it
+    states none and none is ``required``; UserError for a missing or malformed one."""
+    text = weights.metadata.get("config")
+    if text is None:
+        if required:
+            raise UserError(f"{path} has no model description (metadata 'config')")
+        return None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}: its model description is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{path}: its model description is not a JSON object: {text[:80]}")
+    return config
 
 
 def load_pretrained(**model_kwargs) -> FlowDeblurNet:
