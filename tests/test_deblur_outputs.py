@@ -17,13 +17,20 @@ import pytest
 import test_cli_deblur
 import torch
 from skimage import data
-from test_cli_deblur import deblur, make_video, smooth_frames, snapshot
+from test_cli_deblur import H, W, deblur, make_video, smooth_frames, snapshot
 from torch import nn
 
 from flowdeblur.cli import main
-from flowdeblur.inference.deblur import deblur_video
-from flowdeblur.media import VideoReader, write_image
+from flowdeblur.inference.deblur import deblur_frames, deblur_video
+from flowdeblur.media import (
+    VideoReader,
+    read_image,
+    rotate_flow_for_display,
+    rotate_for_display,
+    write_image,
+)
 from flowdeblur.models import FlowDeblurOutput
+from flowdeblur.viz import flow_to_color
 
 weights = test_cli_deblur.weights  # fixtures: tiny random weights, a folder of 4 frames
 frames_dir = test_cli_deblur.frames_dir
@@ -308,3 +315,52 @@ def test_eval_json_to_a_folder_or_a_read_only_place_is_one_line(tmp_path, read_o
         assert len(err) == 1 and message in err[0], err
     assert snapshot(tmp_path) == before
     assert main([*args, "--json", str(tmp_path / "r.json")]) == 0  # the check lets this pass
+
+
+# ------------------------------------------------------------------------------ rotation
+
+
+def test_flow_turned_for_display_turns_its_vectors():
+    """A pattern moving right on the stored frames moves up once the frames are turned a
+    quarter counter-clockwise, left after a half turn, down after three quarters."""
+    right = torch.zeros(2, 5, 7)
+    right[0] = 2.0
+    expected = {0: (2.0, 0.0), 90: (0.0, -2.0), 180: (-2.0, 0.0), 270: (0.0, 2.0)}
+    for rotation, (x, y) in expected.items():
+        turned = rotate_flow_for_display(right, rotation)
+        assert turned.shape == ((2, 7, 5) if rotation % 180 else (2, 5, 7))
+        assert torch.equal(turned[0], torch.full_like(turned[0], x))
+        assert torch.equal(turned[1], torch.full_like(turned[1], y))
+    field = torch.randn(2, 2, 6, 9)
+    assert torch.equal(rotate_flow_for_display(rotate_flow_for_display(field, 90), 270), field)
+
+
+def test_rotated_video_side_by_side_and_flow_pictures_are_upright(tmp_path, weights):
+    model = test_cli_deblur.load_weights(weights)
+    src = make_video(tmp_path / "in.mp4", smooth_frames(3), rotation=90)
+    with VideoReader(src) as reader:
+        assert reader.info.rotation == 90
+        decoded = list(reader)
+    out, flow_dir, pngs = tmp_path / "sbs.mkv", tmp_path / "flow", tmp_path / "pngs"
+    assert deblur(src, "-o", out, "--side-by-side", "--lossless", "--save-flow", flow_dir,
+                  weights=weights) == 0
+    assert deblur(src, "-o", pngs, weights=weights) == 0
+    expected = list(deblur_frames(model, decoded, device="cpu", return_flow=True))
+
+    with VideoReader(out) as reader:
+        assert reader.info.rotation == 0  # composed upright, nothing left for a player to turn
+        first = next(iter(reader))
+    h, w = first.shape[-2], first.shape[-1] // 2
+    assert (h, w) == (W, H)  # the displayed size of a 64x48 frame turned a quarter
+    upright_input = rotate_for_display(decoded[0], 90)
+    assert (first[:, :, :w] - upright_input).abs().max() <= 1 / 255 + 1e-6  # left: the input
+    upright_output = rotate_for_display(expected[0][0], 90)
+    assert (first[:, :, w:] - upright_output).abs().max() <= 1 / 255 + 1e-6  # right: output
+
+    picture = read_image(flow_dir / "000000.png")
+    want = flow_to_color(rotate_flow_for_display(expected[0][1], 90))
+    assert picture.shape == (3, W, H)
+    assert (picture - want).abs().max() <= 0.5 / 255 + 1e-6
+
+    png = read_image(pngs / "000000.png")
+    assert (png - upright_output).abs().max() <= 0.5 / 255 + 1e-6

@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..media import FrameSource
+from ..media import FrameSource, rotate_flow_for_display, rotate_for_display
 from ..media.atomic import check_can_create, remove_stale_temporaries
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
@@ -39,7 +39,7 @@ from ..viz import flow_to_color
 from ..viz import side_by_side as beside
 from ..weights import load_pretrained
 from .forward import Deblurred, Forward, run_network
-from .outputs import FolderOutput, check_destinations, open_output
+from .outputs import FolderOutput, check_destinations, display_rotation, open_output
 from .scene_cuts import is_scene_cut
 from .stream import FrameTriple, frame_triples
 from .tiling import check_tiling, deblur_tiles
@@ -316,12 +316,16 @@ def _check_options(*, batch: int, bits: int, crf: int, fps: float | None) -> Non
 
 
 def _deblurred_frames(
-    source: FrameSource, model: FlowDeblurNet, *, side_by_side: bool, want_flow: bool, **options
+    source: FrameSource, model: FlowDeblurNet, *, side_by_side: bool, want_flow: bool,
+    upright: bool, **options
 ) -> Iterator[_OutputFrame]:
-    """``source``'s frames deblurred by :func:`deblur_frames` (``options``), in order."""
+    """``source``'s frames deblurred by :func:`deblur_frames` (``options``), in order; with
+    ``upright``, the pictures (and always the flows) turned for display as a player turns a
+    rotated video's frames, so that side-by-side and flow pictures read the right way up."""
     # Per-frame facts waiting for the frame's output: bounded by the window of
     # deblur_frames (batch + 2 frames), never the whole video.
     pending: deque[_InputFacts] = deque()
+    rotation = display_rotation(source)
 
     def frames() -> Iterator[torch.Tensor]:
         for item in source.iterate_with_pts():
@@ -331,8 +335,13 @@ def _deblurred_frames(
     for item in deblur_frames(model, frames(), return_flow=want_flow, **options):
         image, flow = item if want_flow else (item, None)
         src = pending.popleft()
+        if upright and rotation:
+            image = rotate_for_display(image, rotation)
         if side_by_side:
-            image = beside(src.frame, image)
+            image = beside(rotate_for_display(src.frame, rotation) if upright else src.frame,
+                           image)
+        if flow is not None and rotation:
+            flow = rotate_flow_for_display(flow, rotation)
         yield _OutputFrame(image, flow, src.pts)
 
 
@@ -363,8 +372,12 @@ def deblur_video(
     worst; yuv420p pads an odd size by one replicated pixel, with a note) or, ``lossless``,
     exact RGB (FFV1 in .mkv, else libx264rgb); an image extension -> one image (one-frame
     inputs only); anything else -> a folder of PNGs named after the input frames (000000.png...
-    for a video). Outputs appear under their names only once complete (:mod:`.outputs`);
-    OUTPUT may not be an input, lie inside an input folder, or (unless ``overwrite``) exist.
+    for a video). A rotated video's frames are stored as decoded in a plain video output, with
+    the rotation recorded for players; pictures (PNGs, flow pictures, a side-by-side video)
+    are turned the way a player shows them. Outputs appear under their names only once
+    complete (:mod:`.outputs`); OUTPUT may not be an input, lie inside an input folder, or
+    (unless ``overwrite``, which replaces a previous output of the same kind) exist. A place
+    that cannot be written is found before any frame is deblurred.
 
     Args:
         input: a path, or a list of image paths.
@@ -373,9 +386,10 @@ def deblur_video(
         device, precision, batch, tile, tile_overlap: see :func:`deblur_frames`.
         fps: frame rate of a video made from images (default 30); ignored for video inputs.
         bits: 8 or 16, bit depth of PNG outputs.
-        side_by_side: write input | output (twice as wide).
+        side_by_side: write input | output (twice as wide as displayed, upright).
         save_flow: also write the estimated flow t -> neighbour, colour-coded with
-            :func:`flowdeblur.viz.flow_to_color`, one PNG per frame into this folder.
+            :func:`flowdeblur.viz.flow_to_color`, one PNG per frame into this folder
+            (upright, the vectors turned with the picture).
         progress: show a tqdm progress bar (frames/s) on stderr.
         scene_cuts: see :func:`deblur_frames`.
     Returns:
@@ -406,7 +420,7 @@ def deblur_video(
     start = time.perf_counter()
     frames = _deblurred_frames(
         source, model, side_by_side=side_by_side, want_flow=flow_sink is not None,
-        runtime=runtime, batch=batch, tile=tile, tile_overlap=tile_overlap,
+        upright=sink.upright, runtime=runtime, batch=batch, tile=tile, tile_overlap=tile_overlap,
         scene_cuts=scene_cuts,
     )
     done = 0

@@ -42,9 +42,13 @@ class Output:
     kind: "video", "images" (a folder of PNGs) or "image" (one file).
     names: the file name of each frame's picture (for frames past the list: 000123.png).
     notes: caveats met while writing (e.g. a padded size), for the user.
+    upright: whether :meth:`write` takes pictures turned for display (a rotated video's
+        frames as a player shows them); False for a video that stores the frames as decoded
+        and records the rotation for players.
     """
 
     kind = ""
+    upright = True
 
     def __init__(self, path: PathLike, names: Sequence[str]) -> None:
         self.path = Path(path)
@@ -86,14 +90,21 @@ class Output:
 
 
 class VideoOutput(Output):
-    """H.264 (``crf``) or lossless RGB video keeping a video source's timestamps, rotation and
-    audio; frames from images get ``fps`` (default 30)."""
+    """H.264 (``crf``) or lossless RGB video keeping a video source's timestamps and audio;
+    frames from images get ``fps`` (default 30).
+
+    ``upright`` False: frames of ``source``'s size as decoded, the source's display rotation
+    recorded for players. True: pictures of ``width`` x ``height`` already turned for display
+    (e.g. input | output side by side, which only reads as such upright), no rotation recorded.
+    """
 
     kind = "video"
 
-    def __init__(self, path: PathLike, source: FrameSource, *, width: int, crf: int,
-                 lossless: bool, fps: float | None, audio_from: PathLike | None) -> None:
+    def __init__(self, path: PathLike, source: FrameSource, *, width: int, height: int,
+                 upright: bool, crf: int, lossless: bool, fps: float | None,
+                 audio_from: PathLike | None) -> None:
         super().__init__(path, output_names(source, len(source)))
+        self.upright = upright
         info = source.info
         if lossless:
             codec = "ffv1" if self.path.suffix.lower() == ".mkv" else "libx264rgb"
@@ -103,8 +114,8 @@ class VideoOutput(Output):
         self._video = {
             "fps": info.fps if info is not None else (fps or 30),
             "width": width,
-            "height": source.height,
-            "rotation": info.rotation if info is not None else 0,
+            "height": height,
+            "rotation": info.rotation if info is not None and not upright else 0,
             "audio_from": audio_from if info is not None and info.has_audio else None,
             "time_base": info.time_base if info is not None else None,
         }
@@ -203,14 +214,18 @@ def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | N
     """The :class:`Output` that ``path``'s name asks for: a video extension -> video, an image
     extension -> one image (UserError unless ``source`` has one frame), else a folder.
 
-    ``side_by_side``: frames will be input | output, twice as wide. Nothing is written until
-    the output is opened.
+    ``side_by_side``: frames will be input | output, twice as wide, upright. Nothing is written
+    until the output is opened.
     """
     path = Path(path)
     if is_video_path(path):
-        width = source.width * (2 if side_by_side else 1)
-        return VideoOutput(path, source, width=width, crf=crf, lossless=lossless, fps=fps,
-                           audio_from=audio_from)
+        if not side_by_side:  # the frames as decoded, rotated by the player
+            return VideoOutput(path, source, width=source.width, height=source.height,
+                               upright=False, crf=crf, lossless=lossless, fps=fps,
+                               audio_from=audio_from)
+        height, width = display_size(source)
+        return VideoOutput(path, source, width=2 * width, height=height, upright=True, crf=crf,
+                           lossless=lossless, fps=fps, audio_from=audio_from)
     if not is_image_path(path):
         return FolderOutput(path, output_names(source, len(source)), bits=bits)
     if len(source) != 1:
@@ -219,6 +234,18 @@ def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | N
             "folder or a video name (.mp4, .mkv, ...)"
         )
     return ImageOutput(path, bits=bits)
+
+
+def display_rotation(source: FrameSource) -> int:
+    """Counter-clockwise degrees a player turns ``source``'s frames by (0 for images)."""
+    return source.info.rotation if source.info is not None else 0
+
+
+def display_size(source: FrameSource) -> tuple[int, int]:
+    """(height, width) of ``source``'s frames as displayed."""
+    if display_rotation(source) % 180 == 90:
+        return source.width, source.height
+    return source.height, source.width
 
 
 def output_names(source: FrameSource, count: int) -> list[str]:

@@ -16,7 +16,13 @@ from .images import (
     read_image,
     write_image,
 )
-from .video_reader import VideoInfo, VideoReader, is_video_path, rotate_for_display
+from .video_reader import (
+    VideoInfo,
+    VideoReader,
+    is_video_path,
+    rotate_flow_for_display,
+    rotate_for_display,
+)
 from .video_writer import VideoWriter
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "list_images",
     "natural_key",
     "read_image",
+    "rotate_flow_for_display",
     "rotate_for_display",
     "write_image",
 ]

@@ -44,6 +44,21 @@ def rotate_for_display(frame: torch.Tensor, rotation: int) -> torch.Tensor:
     return torch.rot90(frame, k=(rotation // 90) % 4, dims=(-2, -1))
 
 
+def rotate_flow_for_display(flow: torch.Tensor, rotation: int) -> torch.Tensor:
+    """Rotate flow field(s) (..., 2, H, W) (channel 0 = x right, 1 = y down, pixels) the way
+    :func:`rotate_for_display` turns their frames: the field's layout and its vectors.
+
+    A quarter turn counter-clockwise as displayed maps a vector (x, y) to (y, -x): what moved
+    right on the stored frame moves up on the displayed one.
+    """
+    quarter_turns = (rotation // 90) % 4
+    flow = rotate_for_display(flow, rotation)
+    for _ in range(quarter_turns):
+        flow = torch.stack((flow[..., 1, :, :], -flow[..., 0, :, :]), dim=-3)
+    return flow
+
+
+
 @dataclass
 class VideoInfo:
     """What a video stream says about itself.
