@@ -50,7 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     run_opts.add_argument(
         "--tile", type=int, metavar="PX",
-        help="deblur in PX x PX tiles (>= 64; multiples of 64 work best) to bound memory",
+        help="deblur in PX x PX tiles (>= 64; multiples of 64 work best) to bound memory; "
+        "0: whole frames always; default: whole frames unless one would not fit in the "
+        "memory available, then the largest tile that does (said in a warning)",
     )
     run_opts.add_argument(
         "--tile-overlap", type=int, metavar="PX",

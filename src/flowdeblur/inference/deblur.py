@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import os
 import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from ..runtime import Runtime
 from ..viz import flow_to_color
 from ..viz import side_by_side as beside
 from ..weights import load_pretrained
+from . import memory
 from .forward import Deblurred, Forward, run_network
 from .outputs import FolderOutput, check_destinations, display_rotation, open_output
 from .scene_cuts import is_scene_cut
@@ -315,6 +317,24 @@ def _check_options(*, batch: int, bits: int, crf: int, fps: float | None) -> Non
                         f"second, got {fps}")
 
 
+def _tile_for(source: FrameSource, tile: int | None, *, batch: int,
+              device: torch.device) -> int | None:
+    """The tile size to run with: ``tile`` as asked (0: whole frames), or for None whole
+    frames unless their estimated peak memory would not fit in what is available, then the
+    largest tile that does (:mod:`.memory`), with a warning naming it."""
+    if tile is not None:
+        return tile or None
+    available = memory.available_bytes(device)
+    chosen = memory.choose_tile(source.height, source.width, batch=batch, available=available)
+    if chosen is not None:
+        need = memory.frame_peak_bytes(source.height, source.width, batch=batch)
+        warnings.warn(
+            f"a {source.width}x{source.height} frame needs about {need / 2**30:.1f} GiB whole "
+            f"and {available / 2**30:.1f} GiB is available: deblurring in {chosen}x{chosen} "
+            "tiles (--tile 0 forces whole frames)", UserWarning, stacklevel=3)
+    return chosen
+
+
 def _deblurred_frames(
     source: FrameSource, model: FlowDeblurNet, *, side_by_side: bool, want_flow: bool,
     upright: bool, **options
@@ -383,7 +403,10 @@ def deblur_video(
         input: a path, or a list of image paths.
         model: the network; None loads the shipped weights
             (:func:`flowdeblur.weights.load_pretrained`).
-        device, precision, batch, tile, tile_overlap: see :func:`deblur_frames`.
+        device, precision, batch, tile_overlap: see :func:`deblur_frames`.
+        tile: None (default): whole frames unless a frame's estimated peak memory would not
+            fit in the memory available, then the largest tile that does (with a warning;
+            :mod:`.memory`); 0: whole frames always; N: N x N tiles.
         fps: frame rate of a video made from images (default 30); ignored for video inputs.
         bits: 8 or 16, bit depth of PNG outputs.
         side_by_side: write input | output (twice as wide as displayed, upright).
@@ -400,7 +423,8 @@ def deblur_video(
         raise UserError("no input given")
     # Cheap checks first, so a mistake costs nothing and writes nothing.
     _check_options(batch=batch, bits=bits, crf=crf, fps=fps)
-    tile_overlap = check_tiling(tile, tile_overlap)
+    if tile != 0:
+        check_tiling(tile, tile_overlap)
     runtime = Runtime.resolve(device, precision)
     output = Path(output)
     flow_dir = Path(save_flow) if save_flow is not None else None
@@ -411,6 +435,8 @@ def deblur_video(
             remove_stale_temporaries(target)  # what a killed run to the same place left
 
     source = FrameSource(inputs[0] if len(inputs) == 1 else inputs)
+    tile = _tile_for(source, tile, batch=batch, device=runtime.device)
+    tile_overlap = check_tiling(tile, tile_overlap)
     sink = open_output(output, source, audio_from=inputs[0], crf=crf, lossless=lossless,
                        fps=fps, bits=bits, side_by_side=side_by_side)
     flow_sink = FolderOutput(flow_dir, sink.names) if flow_dir is not None else None
