@@ -42,6 +42,8 @@ ARMS: dict[str, list[str]] = {
     "degrade": ["data.degrade={noise_probability: 0.5, compression_probability: 0.3}",
                 "data.synthetic.motion_range=[0.0, 1.0]", EMA],
     "photos": [f"data.synthetic.photo_dirs=[{PHOTOS}]", EMA],
+    # The paper's 256-pixel crops at the baseline's pixels per step (2 x 256^2 = 8 x 128^2).
+    "crop256": ["data.crop_size=256", "data.batch_size=2", "data.scene_size=288", EMA],
 }
 
 
