@@ -188,6 +188,7 @@ def test_cli_synth(tmp_path, capsys):
     assert "wrote 2 blurry/sharp pairs" in capsys.readouterr().out
     assert len(list_images(tmp_path / "ds" / "walk" / "sharp")) == 2
     rc = main(["synth", str(tmp_path / "in"), "-o", str(tmp_path / "ds"), "--average", "2",
-               "--quiet"])
+               "--seq-name", "walk", "--quiet"])
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("flowdeblur: error:") and err.count("\n") == 1
+    assert "sequence walk already exists" in err
