@@ -200,7 +200,7 @@ def test_round_trip_deblur_with_the_imported_weights(imported, tmp_path):
     args = [str(clip), "-o", str(out), "--weights", str(imported), "--no-progress",
             "--no-scene-cuts"]
     assert main(["deblur", *args]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["f0.png", "f1.png", "f2.png"]
+    assert sorted(p.name for p in out.glob("*.png")) == ["f0.png", "f1.png", "f2.png"]
 
     def load(p):
         return torch.from_numpy(np.array(Image.open(p).convert("RGB"))).permute(2, 0, 1)
