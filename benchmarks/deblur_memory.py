@@ -7,6 +7,7 @@ what it held before the call is recorded. A least-squares line through the point
 per pixel and a fixed part; src/flowdeblur/inference/memory.py uses them.
 
     python benchmarks/deblur_memory.py --sizes 256x256 384x512 512x768 720x1280 --json out.json
+    python benchmarks/deblur_memory.py --sizes 3000x4000 --tile 256    # a tiled run's peak
 """
 
 from __future__ import annotations
@@ -26,15 +27,17 @@ h, w = {h}, {w}
 model = flowdeblur.load_pretrained()
 frame_t, frame_next = torch.rand(3, h, w), torch.rand(3, h, w)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-flowdeblur.deblur_image_pair(model, frame_t, frame_next, device="cpu", precision="fp32")
+flowdeblur.deblur_image_pair(model, frame_t, frame_next, device="cpu", precision="fp32",
+                             tile={tile})
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print((after - before) * 1024)  # ru_maxrss is in KiB on Linux
 """
 
 
-def measure(h: int, w: int, threads: int) -> int:
-    """Peak resident bytes one (h, w) frame adds in a fresh process."""
-    out = subprocess.run([sys.executable, "-c", _CHILD.format(h=h, w=w, threads=threads)],
+def measure(h: int, w: int, threads: int, tile: int | None = None) -> int:
+    """Peak resident bytes one (h, w) frame adds in a fresh process (whole, or in tiles)."""
+    child = _CHILD.format(h=h, w=w, threads=threads, tile=tile)
+    out = subprocess.run([sys.executable, "-c", child],
                          capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1])
 
@@ -44,14 +47,18 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["256x256", "384x512", "512x768"],
                         help="HxW frame sizes")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tile", type=int, default=None,
+                        help="deblur in tiles of this size (then no fit is made)")
     parser.add_argument("--json", help="write the points and the fit here")
     args = parser.parse_args()
     points = []
     for size in args.sizes:
         h, w = map(int, size.split("x"))
-        peak = measure(h, w, args.threads)
+        peak = measure(h, w, args.threads, args.tile)
         points.append({"height": h, "width": w, "pixels": h * w, "peak_bytes": peak})
         print(f"{h}x{w}: {peak / 2**20:.0f} MiB ({peak / (h * w):.0f} B/pixel)", flush=True)
+    if args.tile is not None or len(points) < 2:
+        return
     pixels = np.array([p["pixels"] for p in points], dtype=float)
     peaks = np.array([p["peak_bytes"] for p in points], dtype=float)
     slope, intercept = np.polyfit(pixels, peaks, 1)
