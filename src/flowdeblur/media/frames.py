@@ -120,9 +120,10 @@ class FrameSource:
                 for timed in reader.iterate_with_pts():
                     yield SourceFrame(decoded, None, timed.image, timed.pts)
                     decoded += 1
-            if decoded < len(self):  # the decoder ran out before the container said it would
+            declared = self.info.num_frames  # None: no count stated, nothing to compare
+            if declared is not None and decoded < declared:
                 warnings.warn(
-                    f"{self._path} declares {len(self)} frames but only {decoded} could be "
+                    f"{self._path} declares {declared} frames but only {decoded} could be "
                     "decoded (the file is truncated or damaged); the output has those "
                     f"{decoded}", UserWarning, stacklevel=2)
             return
