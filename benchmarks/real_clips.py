@@ -49,6 +49,7 @@ import flowdeblur
 from flowdeblur.data.synthetic import SceneConfig, SyntheticScenes
 from flowdeblur.evaluation.baselines import tune_unsharp_mask, unsharp_mask
 from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim
+from flowdeblur.media.atomic import file_sha256
 from flowdeblur.training.config import load_config
 from flowdeblur.weights import PRETRAINED
 
@@ -70,15 +71,6 @@ class DefinitionError(SystemExit):
 
 
 # ----------------------------------------------------------------------------- sources
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def deb_version(deb: Path) -> str:
@@ -113,7 +105,7 @@ def unpacked_package(package: str, version: str, cache: Path) -> Path:
         deb = download_deb(package, version, cache / "debs")
         root.mkdir(parents=True, exist_ok=True)
         subprocess.run(["dpkg", "-x", str(deb), str(root)], check=True)
-        done.write_text(sha256_file(deb) + "\n")
+        done.write_text(file_sha256(deb) + "\n")
     return root
 
 
@@ -134,7 +126,7 @@ def verify_sources(clip: dict, package: dict, root: Path) -> None:
             raise DefinitionError(f"{DEFINITION.name} records no sha256 for {rel} ({clip['name']})")
         if not path.is_file():
             raise DefinitionError(f"{clip['package']} {package['version']} lacks {rel}")
-        got = sha256_file(path)
+        got = file_sha256(path)
         if got != want:
             raise DefinitionError(
                 f"sha256 mismatch for {rel} of {clip['package']} {package['version']}: "
@@ -381,7 +373,7 @@ def record(definition: dict, cache: Path) -> None:
         package = definition["packages"][clip["package"]]
         root = cache / "packages" / f"{clip['package']}_{package['version']}"
         for rel in clip_source_files(clip):
-            package["files"][rel] = sha256_file(root / rel)
+            package["files"][rel] = file_sha256(root / rel)
     for clip in definition["clips"]:
         clip.pop("digest", None)
         clip["digest"] = clips_digest(*built_clip(clip, definition, cache))
@@ -543,7 +535,7 @@ def main() -> None:
     print(markdown_table(rows, means, clips))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"weights": weights, "weights_sha256": sha256_file(Path(weights)),
+            json.dump({"weights": weights, "weights_sha256": file_sha256(Path(weights)),
                        "unsharp": {"sigma": unsharp[0], "amount": unsharp[1]},
                        "clips": rows, "means": means}, f, indent=1)
     if args.look:

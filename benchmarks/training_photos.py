@@ -17,12 +17,13 @@ out on purpose: footage from those sources serves evaluation (benchmarks/real_cl
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from flowdeblur.media.atomic import file_sha256
 
 #: package -> (licence of the chosen files, folder inside the package, file names or "*.jpg").
 SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -82,10 +83,6 @@ def chosen_files(root: Path, folder: str, patterns: tuple[str, ...]) -> list[Pat
     return picked
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     home = Path.home() / ".cache" / "flowdeblur"
@@ -106,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(src, dst)
             manifest.append({"file": dst.name, "package": package, "version": version,
                              "licence": licence, "source": str(src.relative_to(root)),
-                             "sha256": sha256(dst)})
+                             "sha256": file_sha256(dst)})
     (args.out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
     print(f"{len(manifest)} photographs in {args.out}")
     return 0

@@ -11,11 +11,13 @@ have given it.
 
 Two shapes of the same rule: :func:`atomic_file` for a write that fits in one ``with`` block,
 :class:`PendingFile` for a writer that outlives one (a video encoder open across many calls).
+:func:`file_sha256` is the one digest used to verify files (checkpoints, downloaded sources).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import secrets
@@ -161,6 +163,15 @@ def atomic_file(path: PathLike, *, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         pending.discard()
         raise
+
+
+def file_sha256(path: PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

@@ -30,7 +30,6 @@ last good checkpoint.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import pickle
 import re
@@ -43,7 +42,13 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..media.atomic import TEMP_SUFFIX, atomic_file, atomic_write_text, temp_prefix
+from ..media.atomic import (
+    TEMP_SUFFIX,
+    atomic_file,
+    atomic_write_text,
+    file_sha256,
+    temp_prefix,
+)
 from ..models import FlowDeblurNet
 from ..weights import save_weights
 from .config import TrainConfig, to_dict
@@ -107,14 +112,6 @@ def checksum_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` (must hold the :data:`REQUIRED` keys) to ``path`` atomically, then its
     checksum beside it."""
@@ -123,7 +120,7 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         raise ValueError(f"checkpoint state lacks {missing}")
     with atomic_file(path) as tmp:
         torch.save(state, tmp)
-        digest = _sha256(tmp)
+        digest = file_sha256(tmp)
     atomic_write_text(checksum_path(path), digest + "\n")
 
 
@@ -145,7 +142,7 @@ def _verify(path: Path) -> None:
                       UserWarning, stacklevel=3)
         return
     expected = sidecar.read_text().strip()
-    if _sha256(path) != expected:
+    if file_sha256(path) != expected:
         raise CorruptCheckpoint(
             f"{path} is corrupt or not a checkpoint (its SHA-256 differs from {sidecar.name})")
 
