@@ -10,11 +10,14 @@ Protocols and metric definitions: :mod:`flowdeblur.evaluation.protocols` and
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import UserError
-from ..evaluation.protocols import PROTOCOLS, evaluate_folders, evaluate_model
-from ..media.atomic import check_can_create
+from ..evaluation.protocols import (
+    PROTOCOLS,
+    check_result_path,
+    evaluate_folders,
+    evaluate_model,
+)
 from ..runtime import PRECISIONS
 from .common import load_model
 
@@ -81,14 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for option, path in (("--json", args.json), ("--csv", args.csv)):
-        # Checked before the (possibly long) evaluation rather than after it.
-        if path is None:
-            continue
-        if Path(path).is_dir():
-            raise UserError(f"{option} {path} is a folder; give a file name")
-        if not Path(path).resolve().parent.is_dir():
-            raise UserError(f"{option} {path}: folder {Path(path).parent} does not exist")
-        check_can_create(path, option)
+        if path is not None:  # checked before the (possibly long) evaluation, not after it
+            check_result_path(path, option)
     if (args.data is None) == (args.outputs is None and args.targets is None):
         raise UserError("give either --data ROOT, or --outputs DIR with --targets DIR")
     if args.data is None:

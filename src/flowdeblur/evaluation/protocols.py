@@ -61,7 +61,7 @@ from ..data.pairing import neighbours
 from ..data.readers import Sequence, find_sequences
 from ..errors import UserError
 from ..media import IMAGE_EXTENSIONS, natural_key, read_image, write_image
-from ..media.atomic import atomic_write_text
+from ..media.atomic import atomic_write_text, check_can_create
 from ..runtime import Runtime
 from .metrics import psnr, quantize_8bit, ssim, temporal_error
 
@@ -176,13 +176,21 @@ def _finite(obj):
     return obj
 
 
+def check_result_path(path: str | os.PathLike, what: str = "result") -> None:
+    """UserError unless a result file (JSON, CSV) can be written at ``path``: not a folder,
+    in a folder that exists and can be written (checked before a long evaluation, and again
+    when writing)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; give a file name")
+    if not path.resolve().parent.is_dir():
+        raise UserError(f"{what} {path}: folder {path.parent} does not exist")
+    check_can_create(path, what)
+
+
 def _write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all, into a folder that must exist."""
-    path = Path(path)
-    if path.parent and not path.parent.is_dir():
-        raise UserError(f"cannot write {path}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise UserError(f"cannot write {path}: it is a folder")
+    check_result_path(path)
     try:
         atomic_write_text(path, text)
     except OSError as e:
@@ -522,9 +530,8 @@ def _scan_images(folder: Path) -> dict[str, Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(top) / name
-            if name.startswith(".") or path.suffix.lower() not in IMAGE_EXTENSIONS:
-                continue
-            if not path.is_file():
+            hidden = name.startswith(".")
+            if hidden or path.suffix.lower() not in IMAGE_EXTENSIONS or not path.is_file():
                 continue
             key = path.relative_to(folder).with_suffix("").as_posix()
             if key in found:

@@ -347,6 +347,9 @@ def _deblurred_frames(
     pending: deque[_InputFacts] = deque()
     rotation = display_rotation(source)
 
+    def turn(picture: torch.Tensor) -> torch.Tensor:
+        return rotate_for_display(picture, rotation) if upright and rotation else picture
+
     def frames() -> Iterator[torch.Tensor]:
         for item in source.iterate_with_pts():
             pending.append(_InputFacts(item.pts, item.image if side_by_side else None))
@@ -355,11 +358,9 @@ def _deblurred_frames(
     for item in deblur_frames(model, frames(), return_flow=want_flow, **options):
         image, flow = item if want_flow else (item, None)
         src = pending.popleft()
-        if upright and rotation:
-            image = rotate_for_display(image, rotation)
+        image = turn(image)
         if side_by_side:
-            image = beside(rotate_for_display(src.frame, rotation) if upright else src.frame,
-                           image)
+            image = beside(turn(src.frame), image)
         if flow is not None and rotation:
             flow = rotate_flow_for_display(flow, rotation)
         yield _OutputFrame(image, flow, src.pts)
