@@ -76,7 +76,7 @@ def write_untagged_h264(path, pictures: list[np.ndarray]) -> None:
 def test_video_round_trip_keeps_the_colours(tmp_path, tagged_output_of_ours):
     """An identity model through `deblur` (decode, encode, decode again) moves the mean by
     less than 0.2/255: the matrix and range the reader uses are the ones the writer wrote
-    with, and neither conversion rounds one way (swscale's default path was 1.1/255 dark)."""
+    with, and neither conversion rounds one way (swscale's default path reads 1.1/255 dark)."""
     photo = data.astronaut()[96:288, 128:384]
     src = tmp_path / "src.mp4"
     if tagged_output_of_ours:  # a BT.709-tagged file of our own writer as the input
