@@ -13,7 +13,11 @@ import torch
 from flowdeblur.errors import UserError
 from flowdeblur.training import loop as T
 from flowdeblur.training.batches import TrainingBatches
-from flowdeblur.training.checkpoint import latest_checkpoint, load_checkpoint
+from flowdeblur.training.checkpoint import (
+    export_weights_from_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+)
 from flowdeblur.training.config import load_config
 from flowdeblur.training.losses import CHARBONNIER_EPS, image_error
 from flowdeblur.weights import read_weights
@@ -78,9 +82,26 @@ def test_ema_weights_are_exported_checkpointed_and_resumed(tmp_path):
     assert not torch.equal(exported[name], raw[name])  # the average lags the raw weights
     state = load_checkpoint(latest_checkpoint(c.run_dir))
     assert "ema" in state and int(state["ema"]["n_averaged"]) == 4
+    # the last checkpoint exports either set: the average (as the run did) or the raw weights
+    average = read_weights(export_weights_from_checkpoint(
+        latest_checkpoint(c.run_dir), tmp_path / "avg.safetensors", average=True)).state
+    trained = read_weights(export_weights_from_checkpoint(
+        latest_checkpoint(c.run_dir), tmp_path / "raw.safetensors")).state
+    assert average.keys() == exported.keys()
+    assert all(torch.equal(average[k], exported[k]) for k in exported)
+    assert torch.equal(trained[name], raw[name])
     resumed = T.train(tiny(tmp_path, "ema_decay=0.5", "steps=6"), resume=True)
     assert int(load_checkpoint(latest_checkpoint(c.run_dir))["ema"]["n_averaged"]) == 6
     assert resumed["final_step"] == 6
+
+
+def test_a_checkpoint_without_an_average_refuses_to_export_one(tmp_path):
+    c = tiny(tmp_path, "steps=2")
+    T.train(c)
+    with pytest.raises(UserError, match="no weight average"):
+        export_weights_from_checkpoint(latest_checkpoint(c.run_dir), tmp_path / "w.safetensors",
+                                       average=True)
+    assert not (tmp_path / "w.safetensors").exists()
 
 
 def test_time_limit_ends_the_run_like_a_finished_one(tmp_path):

@@ -42,6 +42,7 @@ from ..models import full_resolution_flow, stack_frames
 
 __all__ = [
     "HELDOUT_SEED",
+    "VALIDATION_SEED",
     "flow_epe",
     "format_flow_table",
     "heldout_synthetic_batches",
@@ -53,6 +54,9 @@ __all__ = [
 
 #: Seed of every held-out synthetic set (the same as benchmarks/heldout_synthetic.py).
 HELDOUT_SEED = 1_000_003
+#: Seed of synthetic validation sets, for choosing among weights (a training step, a recipe):
+#: the held-out set above is reported and never chosen on.
+VALIDATION_SEED = 2_000_003
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:

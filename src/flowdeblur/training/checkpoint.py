@@ -289,15 +289,31 @@ def diverged(run_dir: str | os.PathLike, loss: float, step: int) -> TrainingDive
 
 
 def export_weights_from_checkpoint(
-    checkpoint: str | os.PathLike, output: str | os.PathLike, *, dtype: str = "fp32"
+    checkpoint: str | os.PathLike, output: str | os.PathLike, *, dtype: str = "fp32",
+    average: bool = False,
 ) -> Path:
-    """Write the model weights of a training checkpoint as a safetensors weights file."""
+    """Write the model weights of a training checkpoint as a safetensors weights file: the
+    trained weights, or with ``average`` the run's weight average (``ema_decay``), which is
+    what a finished run exports. UserError when ``average`` and the checkpoint holds none."""
     state = load_checkpoint(checkpoint)
     model = FlowDeblurNet(state["config"]["model"]["variant"])
+    if average and "ema" not in state:
+        raise UserError(f"{checkpoint} holds no weight average (the run had ema_decay=0)")
+    weights = _averaged_weights(state["ema"]) if average else state["model"]
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(weights)
     except RuntimeError as e:
         reason = str(e).splitlines()[0]
         raise UserError(f"{checkpoint} holds an unusable model ({reason})") from None
-    save_weights(model, output, dtype=dtype, extra_metadata={"step": str(state["step"])})
+    save_weights(model, output, dtype=dtype,
+                 extra_metadata={"step": str(state["step"]),
+                                 **({"ema_decay": str(state["config"].get("ema_decay"))}
+                                    if average else {})})
     return Path(output)
+
+
+def _averaged_weights(ema_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The network's state dict inside a saved ``torch.optim.swa_utils.AveragedModel``: its
+    entries are the network's under ``module.``, beside the ``n_averaged`` counter."""
+    prefix = "module."
+    return {k.removeprefix(prefix): v for k, v in ema_state.items() if k.startswith(prefix)}

@@ -1,0 +1,132 @@
+"""Choose the step of a training run to ship: score every checkpoint of a run, its raw weights
+and its weight average, on the real-footage dev clips (benchmarks/real_clips.py) and on a
+synthetic validation set (benchmarks/heldout_synthetic.py with
+``flowdeblur.evaluation.flow_epe.VALIDATION_SEED``, not the reported held-out seed), beside the
+weights the run started from.
+
+    python benchmarks/checkpoint_sweep.py runs/cpu_continue [--steps 2000,4000] [--start FILE]
+
+Weights are exported in fp32 to ``RUN/sweep/`` and scored in fp32; scores already written are
+kept, so an interrupted sweep continues. The markdown table goes to stdout and
+``RUN/sweep/sweep.md``, every figure to ``RUN/sweep/sweep.json``. The chosen weights are then
+scored once on the held-out set and on the test clips, which never take part in the choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from recipe_arms import ROOT, score_dev
+
+from flowdeblur.evaluation.flow_epe import VALIDATION_SEED
+from flowdeblur.media.atomic import atomic_write_text
+from flowdeblur.training.checkpoint import (
+    export_weights_from_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+)
+from flowdeblur.weights import PRETRAINED
+
+
+def export_checkpoints(run: Path, out: Path, steps: set[int] | None) -> dict[str, Path]:
+    """``{name: fp32 weights file}`` for every checkpoint of ``run`` (those in ``steps``
+    when given): ``stepN`` (raw) and, when the run keeps one, ``stepN+ema`` (the weight
+    average)."""
+    weights = {}
+    for step, path in list_checkpoints(run):
+        if steps is not None and step not in steps:
+            continue
+        raw = out / f"step{step}.safetensors"
+        if not raw.is_file():
+            export_weights_from_checkpoint(path, raw)
+        weights[f"step{step}"] = raw
+        average = out / f"step{step}_ema.safetensors"
+        if not average.is_file() and "ema" in load_checkpoint(path):
+            export_weights_from_checkpoint(path, average, average=True)
+        if average.is_file():
+            weights[f"step{step}+ema"] = average
+    return weights
+
+
+def score_validation(out: Path, weights: dict[str, Path], samples: int) -> dict:
+    """Synthetic validation PSNR/SSIM of every weights file, one process for those missing."""
+    target = out / "validation.json"
+    done = json.loads(target.read_text()) if target.is_file() else {"rows": {}}
+    missing = [w for w in weights.values() if f"flowdeblur ({w})" not in done["rows"]]
+    if missing:
+        part = out / "validation_part.json"
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout_synthetic.py"),
+                        "--samples", str(samples), "--seed", str(VALIDATION_SEED),
+                        "--weights", *map(str, missing), "--json", str(part)], check=True)
+        new = json.loads(part.read_text())
+        done = {**new, "rows": {**done["rows"], **new["rows"]}}
+        atomic_write_text(target, json.dumps(done, indent=1))
+        part.unlink()
+    return done
+
+
+def table(weights: dict[str, Path], dev: dict, validation: dict) -> str:
+    """One row per weights file: each dev clip, the dev mean and the validation PSNR, with
+    their differences to the starting weights."""
+    first = next(iter(dev.values()))["clips"]
+    clips = list(first)
+    rows = validation["rows"]
+
+    def mean(name: str, method: str = "flowdeblur") -> float:
+        return sum(c[method]["psnr"] for c in dev[name]["clips"].values()) / len(clips)
+
+    start_dev = mean("start")
+    start_val = rows[f"flowdeblur ({weights['start']})"]["psnr"]
+    head = ["weights", *clips, "dev mean", "vs start", "validation", "vs start"]
+    lines = ["| " + " | ".join(head) + " |", "|---" + "|--:" * (len(head) - 1) + "|"]
+    blurry = [first[c]["blurry"]["psnr"] for c in clips]
+    lines.append("| blurry input | " + " | ".join(f"{b:.2f}" for b in blurry)
+                 + f" | {sum(blurry) / len(blurry):.2f} | | "
+                 f"{rows['blurry input']['psnr']:.2f} | |")
+    for name, w in weights.items():
+        val = rows[f"flowdeblur ({w})"]["psnr"]
+        cells = [name, *(f"{dev[name]['clips'][c]['flowdeblur']['psnr']:.2f}" for c in clips),
+                 f"{mean(name):.2f}", f"{mean(name) - start_dev:+.2f}", f"{val:.2f}",
+                 f"{val - start_val:+.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a training run folder (its checkpoints/)")
+    parser.add_argument("--start", type=Path, default=PRETRAINED,
+                        help="the weights the run started from (default: the shipped ones)")
+    parser.add_argument("--steps", default=None,
+                        help="comma-separated steps to score (default: every checkpoint)")
+    parser.add_argument("--samples", type=int, default=64, help="synthetic validation scenes")
+    parser.add_argument("--unsharp", type=float, nargs=2, default=(0.5, 0.1),
+                        metavar=("SIGMA", "AMOUNT"),
+                        help="unsharp-mask baseline (benchmarks/heldout_synthetic.py's tuning)")
+    args = parser.parse_args(argv)
+    if not list_checkpoints(args.run):
+        parser.error(f"{args.run} holds no checkpoints")
+    out = args.run / "sweep"
+    out.mkdir(exist_ok=True)
+    start = out / "start.safetensors"
+    if not start.is_file():
+        start.symlink_to(args.start.resolve())
+    steps = {int(s) for s in args.steps.split(",")} if args.steps else None
+    weights = {"start": start, **export_checkpoints(args.run, out, steps)}
+    dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
+    validation = score_validation(out, weights, args.samples)
+    atomic_write_text(out / "sweep.json", json.dumps(
+        {"weights": {k: str(v) for k, v in weights.items()}, "dev": dev,
+         "validation": validation}, indent=1))
+    text = table(weights, dev, validation)
+    atomic_write_text(out / "sweep.md", text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
