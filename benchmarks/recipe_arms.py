@@ -39,6 +39,8 @@ ARMS: dict[str, list[str]] = {
     "ema": [EMA],
     "charbonnier": ["image_loss=charbonnier", EMA],
     "lr_constant": ["schedule.kind=constant", EMA],
+    # Run 6's peak (configs/cpu_continue.yaml), to separate its learning rate from its data.
+    "lr3e-4": ["optim.lr=3e-4", EMA],
     "degrade": ["data.degrade={noise_probability: 0.5, compression_probability: 0.3}",
                 "data.synthetic.motion_range=[0.0, 1.0]", EMA],
     "photos": [f"data.synthetic.photo_dirs=[{PHOTOS}]", EMA],
