@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from recipe_arms import ROOT, score_dev
+from recipe_arms import ROOT, _mean, score_dev
 
 from flowdeblur.evaluation.flow_epe import VALIDATION_SEED
-from flowdeblur.media.atomic import atomic_write_text
-from flowdeblur.training.checkpoint import (
-    export_weights_from_checkpoint,
-    list_checkpoints,
-    load_checkpoint,
-)
+from flowdeblur.media.atomic import atomic_write_text, file_sha256
+from flowdeblur.training.checkpoint import export_weights_from_checkpoint, list_checkpoints
+from flowdeblur.training.config import load_config
 from flowdeblur.weights import PRETRAINED
 
 
@@ -36,6 +34,9 @@ def export_checkpoints(run: Path, out: Path, steps: set[int] | None) -> dict[str
     """``{name: fp32 weights file}`` for every checkpoint of ``run`` (those in ``steps``
     when given): ``stepN`` (raw) and, when the run keeps one, ``stepN+ema`` (the weight
     average)."""
+    # The run's saved config says whether its checkpoints hold an average, so no checkpoint
+    # (about 130 MB each) is read more than once per file exported.
+    averaged = load_config(run / "config.yaml").ema_decay > 0
     weights = {}
     for step, path in list_checkpoints(run):
         if steps is not None and step not in steps:
@@ -44,10 +45,10 @@ def export_checkpoints(run: Path, out: Path, steps: set[int] | None) -> dict[str
         if not raw.is_file():
             export_weights_from_checkpoint(path, raw)
         weights[f"step{step}"] = raw
-        average = out / f"step{step}_ema.safetensors"
-        if not average.is_file() and "ema" in load_checkpoint(path):
-            export_weights_from_checkpoint(path, average, average=True)
-        if average.is_file():
+        if averaged:
+            average = out / f"step{step}_ema.safetensors"
+            if not average.is_file():
+                export_weights_from_checkpoint(path, average, average=True)
             weights[f"step{step}+ema"] = average
     return weights
 
@@ -76,16 +77,16 @@ def table(weights: dict[str, Path], dev: dict, validation: dict) -> str:
     clips = list(first)
     rows = validation["rows"]
 
-    def mean(name: str, method: str = "flowdeblur") -> float:
-        return sum(c[method]["psnr"] for c in dev[name]["clips"].values()) / len(clips)
+    def mean(name: str) -> float:
+        return _mean(dev[name]["clips"], "flowdeblur")
 
     start_dev = mean("start")
     start_val = rows[f"flowdeblur ({weights['start']})"]["psnr"]
     head = ["weights", *clips, "dev mean", "vs start", "validation", "vs start"]
     lines = ["| " + " | ".join(head) + " |", "|---" + "|--:" * (len(head) - 1) + "|"]
-    blurry = [first[c]["blurry"]["psnr"] for c in clips]
-    lines.append("| blurry input | " + " | ".join(f"{b:.2f}" for b in blurry)
-                 + f" | {sum(blurry) / len(blurry):.2f} | | "
+    lines.append("| blurry input | "
+                 + " | ".join(f"{first[c]['blurry']['psnr']:.2f}" for c in clips)
+                 + f" | {_mean(first, 'blurry'):.2f} | | "
                  f"{rows['blurry input']['psnr']:.2f} | |")
     for name, w in weights.items():
         val = rows[f"flowdeblur ({w})"]["psnr"]
@@ -112,9 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.run} holds no checkpoints")
     out = args.run / "sweep"
     out.mkdir(exist_ok=True)
+    # A copy, not a link: the starting weights (by default the shipped file) may be replaced
+    # later, and the scores kept beside the copy must stay those of its contents.
     start = out / "start.safetensors"
+    if not args.start.is_file():
+        parser.error(f"--start {args.start} is not a file")
     if not start.is_file():
-        start.symlink_to(args.start.resolve())
+        shutil.copyfile(args.start, start)
+    elif file_sha256(start) != file_sha256(args.start):
+        parser.error(f"{out} was scored against other starting weights than {args.start}; "
+                     f"pass those as --start, or remove {out} to start over")
     steps = {int(s) for s in args.steps.split(",")} if args.steps else None
     weights = {"start": start, **export_checkpoints(args.run, out, steps)}
     dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
