@@ -123,7 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     elif file_sha256(start) != file_sha256(args.start):
         parser.error(f"{out} was scored against other starting weights than {args.start}; "
                      f"pass those as --start, or remove {out} to start over")
-    steps = {int(s) for s in args.steps.split(",")} if args.steps else None
+    steps = None
+    if args.steps:
+        try:
+            steps = {int(s) for s in args.steps.split(",")}
+        except ValueError:
+            parser.error(f"--steps {args.steps}: give comma-separated step numbers")
+        absent = steps - {c.step for c in list_checkpoints(args.run)}
+        if absent:
+            parser.error(f"{args.run} has no checkpoint of step(s) {sorted(absent)}")
     weights = {"start": start, **export_checkpoints(args.run, out, steps)}
     dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
     validation = score_validation(out, weights, args.samples)
