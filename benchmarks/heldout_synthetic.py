@@ -60,6 +60,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=HELDOUT_SEED,
                    help=f"scene seed: {HELDOUT_SEED} is the reported held-out set; choose "
                         f"among weights on another, e.g. {VALIDATION_SEED}")
+    p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="flowdeblur's self-ensemble size (flowdeblur deblur --ensemble)")
     p.add_argument("--json", default=None)
     args = p.parse_args()
     torch.set_grad_enabled(False)
@@ -79,8 +81,9 @@ def main() -> None:
                    b0, sigma, amount)}
     for path in args.weights:
         model = load_weights(path)
-        methods[f"flowdeblur ({path})"] = (
-            lambda b0, b1, m=model: deblur_image_pair(m, b0, b1, runtime=runtime).clamp(0, 1))
+        name = f"flowdeblur ({path})" + (f" ensemble {args.ensemble}" if args.ensemble > 1 else "")
+        methods[name] = (lambda b0, b1, m=model: deblur_image_pair(
+            m, b0, b1, runtime=runtime, ensemble=args.ensemble).clamp(0, 1))
 
     rows = {}
     for name, fn in methods.items():
@@ -102,6 +105,7 @@ def main() -> None:
     if args.json:
         atomic_write_text(args.json, json.dumps(
             {"samples": args.samples, "size": args.size, "seed": args.seed,
+             "ensemble": args.ensemble,
              "unsharp": {"sigma": sigma, "amount": amount}, "rows": rows}, indent=1))
 
 

@@ -410,18 +410,19 @@ def mean_scores(output: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
     return {"psnr": psnr(output, sharp).mean().item(), "ssim": ssim(output, sharp).mean().item()}
 
 
-def deblur_clip(model, blurry: torch.Tensor, device: str) -> torch.Tensor:
+def deblur_clip(model, blurry: torch.Tensor, device: str, ensemble: int = 1) -> torch.Tensor:
     """flowdeblur's fp32 output for (N, 3, H, W) frames, quantised to 8 bits, same shape."""
-    out = flowdeblur.deblur_frames(model, list(blurry), device=device, precision="fp32")
+    out = flowdeblur.deblur_frames(model, list(blurry), device=device, precision="fp32",
+                                   ensemble=ensemble)
     return quantize_8bit(torch.stack([o.cpu() for o in out]))
 
 
 def score_clip(model, blurry_u8: np.ndarray, sharp_u8: np.ndarray, unsharp: tuple[float, float],
-               device: str) -> dict:
+               device: str, ensemble: int = 1) -> dict:
     """Scores of the blurry input, unsharp masking and flowdeblur on one clip."""
     blurry, sharp = to_tensor(blurry_u8), to_tensor(sharp_u8)
     t0 = time.perf_counter()
-    restored = deblur_clip(model, blurry, device)
+    restored = deblur_clip(model, blurry, device, ensemble)
     seconds = time.perf_counter() - t0
     return {
         "blurry": mean_scores(blurry, sharp),
@@ -500,6 +501,8 @@ def parse_args() -> argparse.Namespace:
                    help="training config whose scenes tune unsharp masking")
     p.add_argument("--unsharp", nargs=2, type=float, metavar=("SIGMA", "AMOUNT"), default=None,
                    help="skip the tuning and use these unsharp-mask parameters")
+    p.add_argument("--ensemble", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="flowdeblur's self-ensemble size (flowdeblur deblur --ensemble)")
     p.add_argument("--json", default=None, help="write the scores here")
     p.add_argument("--build-only", action="store_true", help="fetch, verify and blur; no scores")
     p.add_argument("--look", type=Path, default=None,
@@ -527,15 +530,18 @@ def main() -> None:
 
     model = flowdeblur.load_weights(args.weights) if args.weights else flowdeblur.load_pretrained()
     unsharp = tuple(args.unsharp) if args.unsharp else tuned_unsharp(args.config)
-    rows = {name: score_clip(model, b, s, unsharp, args.device) for name, (b, s) in built.items()}
+    rows = {name: score_clip(model, b, s, unsharp, args.device, args.ensemble)
+            for name, (b, s) in built.items()}
     means = split_means(rows, clips)
     weights = args.weights or str(PRETRAINED)
-    print(f"weights {weights}; unsharp mask sigma {unsharp[0]}, amount {unsharp[1]}; "
+    print(f"weights {weights} (ensemble {args.ensemble}); unsharp mask sigma {unsharp[0]}, "
+          f"amount {unsharp[1]}; "
           f"flowdeblur {sum(r['seconds'] for r in rows.values()):.0f} s on {args.device}")
     print(markdown_table(rows, means, clips))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"weights": weights, "weights_sha256": file_sha256(Path(weights)),
+                       "ensemble": args.ensemble,
                        "unsharp": {"sigma": unsharp[0], "amount": unsharp[1]},
                        "clips": rows, "means": means}, f, indent=1)
     if args.look:

@@ -349,6 +349,11 @@ BAD_INPUTS = {
                    "--tile", "16"],
         "--tile 16 is too small",
     ),
+    "ensemble of 3": (
+        lambda t: [str(make_video(t / "in.mp4", smooth_frames(2))), "-o", str(t / "o.mp4"),
+                   "--ensemble", "3"],
+        "--ensemble must be one of 1, 2, 4, 8",
+    ),
 }
 
 

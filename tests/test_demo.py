@@ -68,6 +68,7 @@ def test_demo_cli_prints_before_and_after(tmp_path, weights, capsys):
         (["--frames", "1"], "--frames must be at least 2"),
         (["--size", "32x32"], "at least 64x64"),
         (["--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA device"),
+        (["--ensemble", "5"], "--ensemble must be one of 1, 2, 4, 8"),
     ],
 )
 def test_demo_refuses_bad_options_in_one_line(tmp_path, weights, capsys, args, message):

@@ -169,6 +169,27 @@ def test_all_protocol_scores_every_frame_and_pairs_last_with_previous(dvd):
     assert portrait_call[0].shape[-2:] == (W, H)
 
 
+class RampStub(IdentityStub):
+    """Frame t plus a ramp along W: not mirror-symmetric, so an ensemble changes its output."""
+
+    def forward(self, frame_t, frame_next=None, frame_prev=None):
+        ramp = 0.002 * torch.arange(frame_t.shape[-1], dtype=frame_t.dtype)
+        return FlowDeblurOutput(image=frame_t + ramp)
+
+
+def test_ensemble_averages_mirrored_copies_and_is_recorded(dvd):
+    result = evaluate_model(RampStub(), dvd, "dvd", protocol="all", quantize=False,
+                            max_frames=1, ensemble=2, progress=False)
+    assert result.settings["ensemble"] == 2
+    # The ramp and its mirror image average to a constant: half the ramp's last value.
+    files_in, files_gt = _files(dvd, LANDSCAPE[0], "input"), _files(dvd, LANDSCAPE[0], "GT")
+    blur, sharp = read_image(files_in[0])[None], read_image(files_gt[0])[None]
+    expected = psnr((blur + 0.001 * (W - 1)).clamp(0, 1), sharp).item()
+    assert result.per_sequence[LANDSCAPE[0]]["psnr"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(UserError, match="--ensemble must be one of"):
+        evaluate_model(RampStub(), dvd, "dvd", ensemble=3, progress=False)
+
+
 def test_su30_protocol(tmp_path):
     root = _make_dvd(tmp_path, {LANDSCAPE[0]: (100, 16, 24)})
     stub = IdentityStub()
@@ -340,3 +361,6 @@ def test_cli_user_errors(dvd, tmp_path, capsys):
     assert main(["eval", "--data", str(dvd), "--json", str(tmp_path / "no" / "r.json")]) == 2
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "no").exists()
+    assert main(["eval", "--outputs", str(tmp_path), "--targets", str(tmp_path),
+                 "--ensemble", "2"]) == 2
+    assert "--ensemble applies only to model evaluation" in capsys.readouterr().err

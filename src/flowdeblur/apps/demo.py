@@ -28,6 +28,7 @@ from ..data.synthetic import SceneConfig, clip_config, make_clip
 from ..errors import UserError
 from ..evaluation.metrics import psnr, ssim
 from ..inference import deblur_frames
+from ..inference.ensemble import check_ensemble
 from ..media import VideoWriter, write_image
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
@@ -94,6 +95,7 @@ def run_demo(
     device: str | torch.device = "auto",
     precision: str = "auto",
     progress: bool = True,
+    ensemble: int = 1,
 ) -> DemoResult:
     """Make a blurry clip with known ground truth, deblur it, score it, write pictures.
 
@@ -106,6 +108,8 @@ def run_demo(
         seed: seed of the synthetic clip (same seed, same clip).
         device, precision: see :meth:`flowdeblur.runtime.Runtime.resolve`; the demo's scores
             are figures the project reports, so "auto" precision is fp32.
+        ensemble: flipped copies averaged per frame (1, 2, 4 or 8; see
+            :func:`flowdeblur.inference.deblur_frames`).
     Returns:
         A :class:`DemoResult` with mean PSNR / SSIM of the blurry and the deblurred frames
         against the sharp ones.
@@ -115,6 +119,7 @@ def run_demo(
     h, w = size
     if h < 64 or w < 64:
         raise UserError(f"--size must be at least 64x64, got {w}x{h} (width x height)")
+    check_ensemble(ensemble)
     runtime = Runtime.resolve(device, precision, purpose="report")  # checked before slow parts
     dev = runtime.device
     out_dir = Path(out_dir)
@@ -133,7 +138,8 @@ def run_demo(
     start = time.perf_counter()
     want_flow = model.flownet is not None
     outputs, flows = [], []
-    stream = deblur_frames(model, list(blur), runtime=runtime, return_flow=want_flow)
+    stream = deblur_frames(model, list(blur), runtime=runtime, return_flow=want_flow,
+                           ensemble=ensemble)
     for item in tqdm(stream, total=num_frames, unit="frame", disable=not progress, leave=False):
         image, flow = item if want_flow else (item, None)
         outputs.append(image.cpu())

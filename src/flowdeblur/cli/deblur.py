@@ -3,6 +3,7 @@
     flowdeblur deblur clip.mp4 -o sharp.mp4
     flowdeblur deblur frames/ -o sharp_frames/ --tile 512 --precision bf16
     flowdeblur deblur a.png b.png c.png -o out/ --save-flow flow/
+    flowdeblur deblur clip.mp4 -o sharp.mp4 --ensemble 8     # sharper, 8x slower
 
 All the work is in :func:`flowdeblur.inference.deblur_video`; this module parses and reports.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from ..inference import deblur_video
+from ..inference.ensemble import check_ensemble
 from ..runtime import Runtime
 from .common import load_model
 
@@ -60,6 +62,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "(default: a quarter of the tile, at most 128)",
     )
     run_opts.add_argument(
+        "--ensemble", type=int, default=1, metavar="N",
+        help="average the outputs for N flipped/transposed copies of each frame: 1 (default), "
+        "2, 4 or 8; sharper (docs/BENCHMARKS.md, \"Self-ensemble\"), N times slower",
+    )
+    run_opts.add_argument(
         "--no-scene-cuts", action="store_true",
         help="pair every frame with t+1 even across a scene cut (default: a frame whose "
         "neighbour is from another shot is paired with its other neighbour)",
@@ -97,6 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # Resolved before the weights load, so a wrong option costs nothing.
     runtime = Runtime.resolve(args.device, args.precision)
+    check_ensemble(args.ensemble)
     model = load_model(args.weights)
     result = deblur_video(
         args.inputs if len(args.inputs) > 1 else args.inputs[0],
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.no_progress,
         scene_cuts=not args.no_scene_cuts,
+        ensemble=args.ensemble,
     )
     what = {"video": "video", "images": "folder", "image": "image"}[result.kind]
     print(

@@ -12,6 +12,7 @@ import argparse
 
 from ..apps.demo import DEFAULT_FRAMES, DEFAULT_SIZE, DESCRIPTIONS, run_demo
 from ..errors import UserError
+from ..inference.ensemble import check_ensemble
 from ..runtime import Runtime
 from .common import load_model
 
@@ -50,6 +51,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: fp32, like every figure the project reports")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="average N flipped/transposed copies per frame: 1 (default), 2, 4 or 8 "
+                   "(as flowdeblur deblur --ensemble)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -59,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--frames must be at least 2, got {args.frames}")
     # Resolved before the weights load, so a wrong option costs nothing.
     runtime = Runtime.resolve(args.device, args.precision, purpose="report")
+    check_ensemble(args.ensemble)
     model = load_model(args.weights)
     result = run_demo(
         args.out,
@@ -69,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         device=runtime.device,
         precision=runtime.precision,
         progress=not args.no_progress,
+        ensemble=args.ensemble,
     )
     h, w = args.size
     print(

@@ -62,6 +62,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     model.add_argument(
         "--max-frames", type=int, metavar="K", help="score only the first K frames per sequence"
     )
+    model.add_argument(
+        "--ensemble", type=int, metavar="N",
+        help="average the outputs for N flipped/transposed copies of each frame: 1 (default), "
+        "2, 4 or 8 (see flowdeblur deblur --ensemble)",
+    )
 
     score = p.add_argument_group("scoring")
     score.add_argument("--crop", type=int, default=0, metavar="N", help="ignore N border pixels")
@@ -93,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--outputs and --targets go together")
         model_only = {
             "--protocol": args.protocol, "--weights": args.weights, "--save-dir": args.save_dir,
-            "--max-frames": args.max_frames,
+            "--max-frames": args.max_frames, "--ensemble": args.ensemble,
         }
         given = [name for name, value in model_only.items() if value is not None]
         if given:
@@ -111,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             crop_border=args.crop, y_channel=args.y,
             quantize=True if args.quantize is None else args.quantize,
             save_dir=args.save_dir, progress=not args.no_progress, max_frames=args.max_frames,
+            ensemble=1 if args.ensemble is None else args.ensemble,
         )
     print(result.format_table())
     if args.json:

@@ -60,6 +60,7 @@ from tqdm import tqdm
 from ..data.pairing import neighbours
 from ..data.readers import Sequence, find_sequences
 from ..errors import UserError
+from ..inference.ensemble import check_ensemble, self_ensemble
 from ..media import IMAGE_EXTENSIONS, natural_key, read_image, write_image
 from ..media.atomic import atomic_write_text, check_can_create
 from ..runtime import Runtime
@@ -307,10 +308,11 @@ def protocol_frames(protocol: str, num_frames: int, sequence: str = "") -> list[
 Deblur = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _network(model: torch.nn.Module, runtime: Runtime) -> Deblur:
+def _network(model: torch.nn.Module, runtime: Runtime, ensemble: int = 1) -> Deblur:
     """The model's forward through ``runtime``, given only the frames its variant reads
-    (frame_next from 2 input frames on, frame_prev with 3)."""
-    forward = runtime.prepare(model)
+    (frame_next from 2 input frames on, frame_prev with 3), averaged over ``ensemble``
+    flipped copies (:mod:`flowdeblur.inference.ensemble`)."""
+    forward = self_ensemble(runtime.prepare(model), ensemble)
     in_frames = model.in_frames
 
     def deblur(frame_t, frame_next, frame_prev):
@@ -445,6 +447,7 @@ def evaluate_model(
     save_dir: str | os.PathLike | None = None,
     progress: bool = True,
     max_frames: int | None = None,
+    ensemble: int = 1,
 ) -> EvalResult:
     """Deblur a dataset's blurry frames with ``model`` and score them against the sharp ones.
 
@@ -461,13 +464,16 @@ def evaluate_model(
             ``save_dir/<sequence>/<blur file stem>.png`` (so :func:`evaluate_folders` can
             re-score them).
         max_frames: score only the first K frames the protocol selects in each sequence.
+        ensemble: average the outputs of this many flipped/transposed copies of each frame
+            (1, 2, 4 or 8; :mod:`flowdeblur.inference.ensemble`).
     Returns:
         An :class:`EvalResult`.
     """
     _check_model_options(protocol, quantize, crop_border, max_frames)
+    check_ensemble(ensemble)
     runtime = Runtime.resolve(device, precision, purpose="report")
     plan = _scored_frames(root, layout, split, protocol, max_frames)
-    deblur = _network(model, runtime)
+    deblur = _network(model, runtime, ensemble)
     if protocol == "release":
         deblur = _release_handling(deblur)
     options = _Options(quantize, Path(save_dir) if save_dir is not None else None)
@@ -486,6 +492,7 @@ def evaluate_model(
         "y_channel": y_channel,
         "quantize": quantize,
         "max_frames": max_frames,
+        "ensemble": ensemble,
         "model": dict(getattr(model, "config", {})),
     }
     return scorer.result(protocol, settings)

@@ -1,12 +1,13 @@
 """Deblurring frames, images and videos with a trained network.
 
 Modules by job: :mod:`.stream` pairs a stream of frames with their neighbours, :mod:`.forward`
-makes one network call, :mod:`.tiling` deblurs a frame tile by tile, :mod:`.outputs` writes
-videos, folders and images that appear only once complete, and :mod:`.deblur` puts them
-together.
+makes one network call, :mod:`.ensemble` averages it over flipped copies of the frames,
+:mod:`.tiling` deblurs a frame tile by tile, :mod:`.outputs` writes videos, folders and images
+that appear only once complete, and :mod:`.deblur` puts them together.
 """
 
 from .deblur import DeblurResult, deblur_frames, deblur_image_pair, deblur_video
+from .ensemble import ENSEMBLE_SIZES, self_ensemble
 from .outputs import check_output_path
 from .stream import SINGLE_FRAME_WARNING, FrameTriple, frame_triples
 from .tiling import (
@@ -20,6 +21,7 @@ from .tiling import (
 
 __all__ = [
     "DEFAULT_TILE",
+    "ENSEMBLE_SIZES",
     "MAX_DEFAULT_TILE_OVERLAP",
     "MIN_TILE",
     "SINGLE_FRAME_WARNING",
@@ -33,4 +35,5 @@ __all__ = [
     "deblur_video",
     "default_tile_overlap",
     "frame_triples",
+    "self_ensemble",
 ]

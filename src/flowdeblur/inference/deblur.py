@@ -40,6 +40,7 @@ from ..viz import flow_to_color
 from ..viz import side_by_side as beside
 from ..weights import load_pretrained
 from . import memory
+from .ensemble import check_ensemble, self_ensemble
 from .forward import Deblurred, Forward, run_network
 from .outputs import FolderOutput, check_destinations, display_rotation, open_output
 from .scene_cuts import is_scene_cut
@@ -102,6 +103,7 @@ def deblur_image_pair(
     tile_overlap: int | None = None,
     return_flow: bool = False,
     runtime: Runtime | None = None,
+    ensemble: int = 1,
 ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Deblur ``frame_t`` given its neighbour ``frame_next`` (t+1, or t-1 for a last frame).
 
@@ -114,11 +116,14 @@ def deblur_image_pair(
         device, precision: see :meth:`flowdeblur.runtime.Runtime.resolve`; or pass a resolved
             ``runtime`` instead.
         tile: deblur in tiles of this size (see :func:`~.tiling.deblur_tiled`); None: whole.
+        ensemble: average the outputs of this many flipped/transposed copies (1, 2, 4 or 8;
+            :mod:`.ensemble`), each costing one forward.
     Returns:
         (3, H, W) or (N, 3, H, W) float32 in [0, 1] on ``frame_t``'s device (and with
         ``return_flow``, the flow t -> neighbour (2, H, W) or (N, 2, H, W) in pixels).
     """
     tile_overlap = check_tiling(tile, tile_overlap)
+    check_ensemble(ensemble)
     runtime = _runtime(runtime, device, precision)
     runtime = dataclasses.replace(runtime, mode="eager", channels_last=False)
     _check_flow_wanted(model, return_flow)
@@ -138,7 +143,8 @@ def deblur_image_pair(
 
     frames = (prep(frame_t, True), prep(frame_next, model.in_frames >= 2),
               prep(frame_prev, model.in_frames == 3))
-    out = _deblur_batch(runtime.prepare(model), *frames, tile=tile, overlap=tile_overlap,
+    forward = self_ensemble(runtime.prepare(model), ensemble)
+    out = _deblur_batch(forward, *frames, tile=tile, overlap=tile_overlap,
                         batch=1, want_flow=return_flow)
     image = out.image.to(frame_t.device)
     flow = out.flow.to(frame_t.device) if out.flow is not None else None
@@ -163,6 +169,7 @@ def deblur_frames(
     return_flow: bool = False,
     runtime: Runtime | None = None,
     scene_cuts: bool = True,
+    ensemble: int = 1,
 ) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Deblur every frame of a sequence, lazily: a generator over the deblurred frames.
 
@@ -180,6 +187,8 @@ def deblur_frames(
         return_flow: also yield the estimated flow t -> neighbour, (2, H, W) in pixels.
         scene_cuts: re-pair a frame whose neighbour is from another shot (docs/DESIGN.md,
             "Frame pairing"; whole frames of two-frame variants, not tiles).
+        ensemble: average the outputs of this many flipped/transposed copies of each frame
+            (1, 2, 4 or 8; :mod:`.ensemble`): sharper, and that many times slower.
     Yields:
         (3, H, W) float32 in [0, 1] on the input frame's device, one per input frame, in
         order (or ``(image, flow)`` tuples with ``return_flow``).
@@ -187,12 +196,13 @@ def deblur_frames(
     if batch < 1:
         raise UserError(f"--batch must be at least 1, got {batch}")
     tile_overlap = check_tiling(tile, tile_overlap)
+    check_ensemble(ensemble)
     runtime = _runtime(runtime, device, precision)
     _check_flow_wanted(model, return_flow)
     return _deblur_stream(
-        runtime.prepare(model), frame_triples(frames), device=runtime.device,
-        in_frames=model.in_frames, batch=batch, tile=tile, overlap=tile_overlap,
-        want_flow=return_flow, scene_cuts=scene_cuts,
+        self_ensemble(runtime.prepare(model), ensemble), frame_triples(frames),
+        device=runtime.device, in_frames=model.in_frames, batch=batch, tile=tile,
+        overlap=tile_overlap, want_flow=return_flow, scene_cuts=scene_cuts,
     )
 
 
@@ -385,6 +395,7 @@ def deblur_video(
     overwrite: bool = False,
     progress: bool = True,
     scene_cuts: bool = True,
+    ensemble: int = 1,
 ) -> DeblurResult:
     """Deblur a video file, a folder of frames or a list of image files, streaming.
 
@@ -415,7 +426,7 @@ def deblur_video(
             :func:`flowdeblur.viz.flow_to_color`, one PNG per frame into this folder
             (upright, the vectors turned with the picture).
         progress: show a tqdm progress bar (frames/s) on stderr.
-        scene_cuts: see :func:`deblur_frames`.
+        scene_cuts, ensemble: see :func:`deblur_frames`.
     Returns:
         A :class:`DeblurResult`.
     """
@@ -424,6 +435,7 @@ def deblur_video(
         raise UserError("no input given")
     # Cheap checks first, so a mistake costs nothing and writes nothing.
     _check_options(batch=batch, bits=bits, crf=crf, fps=fps)
+    check_ensemble(ensemble)
     if tile != 0:
         check_tiling(tile, tile_overlap)
     runtime = Runtime.resolve(device, precision)
@@ -448,7 +460,7 @@ def deblur_video(
     frames = _deblurred_frames(
         source, model, side_by_side=side_by_side, want_flow=flow_sink is not None,
         upright=sink.upright, runtime=runtime, batch=batch, tile=tile, tile_overlap=tile_overlap,
-        scene_cuts=scene_cuts,
+        scene_cuts=scene_cuts, ensemble=ensemble,
     )
     done = 0
     # Leaving the block publishes the outputs, the video first (its close() can still fail
