@@ -76,23 +76,20 @@ def self_ensemble(forward: Forward, size: int) -> Forward:
     symmetries = SYMMETRIES[:check_ensemble(size)]
     if size == 1:
         return forward
+    assert symmetries[0].name == "identity"  # the first copy is the frames as they are
 
     def averaged(frame_t: torch.Tensor, frame_next: torch.Tensor | None,
                  frame_prev: torch.Tensor | None) -> FlowDeblurOutput:
-        first: FlowDeblurOutput | None = None
-        total: torch.Tensor | None = None
-        for sym in symmetries:
+        first = forward(frame_t, frame_next, frame_prev)
+        # Copies, not the outputs themselves: a fast path may hand back buffers that its next
+        # call overwrites.
+        total = first.image.float().clone()
+        flows = [f.clone() for f in first.flows]
+        for sym in symmetries[1:]:
             out = forward(*(None if f is None else sym.apply(f)
                             for f in (frame_t, frame_next, frame_prev)))
-            image = sym.undo(out.image).float()
-            if total is None:
-                # A fresh sum: a fast path may hand back buffers that its next call reuses.
-                first, total = out, image.clone()
-                first.flows = [f.clone() for f in out.flows]
-            else:
-                total += image
-        assert first is not None and total is not None
-        return FlowDeblurOutput(image=total / len(symmetries), flows=first.flows,
-                                gates=first.gates, padded_size=first.padded_size)
+            total += sym.undo(out.image).float()
+        return FlowDeblurOutput(image=total / len(symmetries), flows=flows, gates=first.gates,
+                                padded_size=first.padded_size)
 
     return averaged
