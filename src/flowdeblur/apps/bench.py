@@ -56,7 +56,9 @@ from ..models import PAD_MULTIPLE, VARIANTS, FlowDeblurNet, SpatialRNN, count_pa
 from ..ops import BACKENDS, backend_available, resolve_backend, spatial_rnn
 from ..runtime import PRECISIONS, Runtime, resolve_device, use_standin_rnn
 from ..runtime.fastpath import CUDAGRAPH_COMPILE_MODES
+from ..training.config import OptimConfig
 from ..training.losses import eq14_loss
+from ..training.setup import build_optimizer
 
 #: Benchmark modes -> the runtime mode they time. "cudagraphs" is ``torch.compile`` in a mode
 #: that wraps the compiled graph in CUDA graphs (``graph_mode``).
@@ -388,9 +390,11 @@ def time_train_step(
 ) -> Timing:
     """Time one training step: forward under autocast, Eq. 14 loss, backward, Adam.
 
-    Works on a copy of ``model`` (train mode) with the paper's Adam (betas 0.9/0.999, weight
-    decay 1e-6; fused on CUDA). ``compile``/``cudagraphs`` compile forward + loss (the backward
-    comes from AOTAutograd); the optimizer step stays eager. ``graph`` is not supported here.
+    Works on a copy of ``model`` (train mode) with the trainer's Adam
+    (:func:`flowdeblur.training.setup.build_optimizer`: the paper's betas 0.9/0.999 and weight
+    decay 1e-6, the fused kernel on CPU and CUDA). ``compile``/``cudagraphs`` compile forward +
+    loss (the backward comes from AOTAutograd); the optimizer step stays eager. ``graph`` is not
+    supported here.
     """
     _check_mode(mode)
     if mode == "graph":
@@ -404,8 +408,7 @@ def time_train_step(
             m.backend = resolve_backend("auto", device)
     if runtime.channels_last:
         net.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.9, 0.999), weight_decay=1e-6,
-                           fused=device.type == "cuda")
+    opt = build_optimizer(list(net.parameters()), OptimConfig(lr=1e-4), None)
     frame_t, frame_next, sharp = _frames(batch, size, 3, device)
     layout = torch.channels_last if runtime.channels_last else torch.contiguous_format
 
