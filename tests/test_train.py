@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -448,6 +449,40 @@ def test_cli_debug_style_run(tmp_path, capsys):
     assert main(["train", "--config", str(ROOT / "configs" / "debug.yaml"), "--run-dir",
                  str(run)]) == 2
     assert "already holds checkpoints" in capsys.readouterr().err
+
+
+def test_cpu_amp_trains_under_bf16_autocast_with_fp32_weights(tmp_path):
+    from flowdeblur.training.setup import training_runtime
+
+    cpu = torch.device("cpu")
+    assert training_runtime(cpu, 0, amp=True).precision == "fp32"  # amp alone: CUDA only
+    assert training_runtime(cpu, 0, amp=False, cpu_amp=True).precision == "bf16"
+    common = ("model.variant=full", "model.rnn_backend=cpu", "steps=2", "log.every=1")
+    fp32 = T.train(tiny(tmp_path, *common, run="fp32"))
+    bf16 = T.train(tiny(tmp_path, *common, "cpu_amp=true", run="bf16"))
+    first = [losses(tmp_path / run)[0]["loss"] for run in ("fp32", "bf16")]
+    # the same seed and batch: the first loss differs only by the forward's precision
+    assert first[0] != first[1] and first[1] == pytest.approx(first[0], rel=0.05)
+    assert all(p.dtype == torch.float32 for p in bf16["model"].parameters())
+    assert fp32["final_step"] == bf16["final_step"] == 2
+
+
+def test_channels_last_training_matches_nchw_and_resumes_across_layouts(tmp_path):
+    common = ("model.variant=full", "model.rnn_backend=cpu", "steps=2", "log.every=1")
+    nchw = T.train(tiny(tmp_path, *common, run="nchw"))
+    nhwc = T.train(tiny(tmp_path, *common, "channels_last=true", run="nhwc"))
+    weight = nhwc["model"].deblurnet.d_conv1.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    for a, b in zip(losses(tmp_path / "nchw"), losses(tmp_path / "nhwc")):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+    # Adam moves a weight by about lr (1e-3) per step whatever its gradient's size, so a
+    # gradient near zero may step either way: 2e-4 apart is measured, 5e-4 allowed.
+    for (name, a), b in zip(nchw["model"].state_dict().items(),
+                            nhwc["model"].state_dict().values()):
+        assert (a - b).abs().max() < 5e-4, name
+    # the NHWC run's optimiser moments (NHWC strides) resumed into an NCHW model
+    resumed = T.train(tiny(tmp_path, *common, "steps=3", run="nhwc"), resume=True)
+    assert resumed["final_step"] == 3 and math.isfinite(resumed["last_loss"])
 
 
 @pytest.mark.gpu

@@ -23,6 +23,19 @@ def test_round_trip_rebuilds_the_variant_and_outputs(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
 
 
+def test_weights_file_gets_the_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)  # pinned, so the expected mode does not depend on the caller's
+    try:
+        save_weights(FlowDeblurNet("no_rnn"), tmp_path / "w.safetensors")
+    finally:
+        os.umask(umask)
+    # 0o666 less the umask, as open() gives; safetensors' own save_file writes 0o600
+    assert stat.S_IMODE((tmp_path / "w.safetensors").stat().st_mode) == 0o644
+
+
 def test_bf16_export_is_half_the_size_and_close(tmp_path):
     model = FlowDeblurNet("no_rnn")
     save_weights(model, tmp_path / "a.safetensors")

@@ -149,8 +149,16 @@ class TrainConfig:
     seed: int = 0
     #: "auto" (CUDA when available), "cpu", "cuda" or "cuda:N".
     device: str = "auto"
-    #: bf16 autocast on CUDA (ignored on CPU, which trains in fp32).
+    #: bf16 autocast on CUDA (ignored on CPU, which trains in fp32 unless ``cpu_amp``).
     amp: bool = True
+    #: bf16 autocast on the CPU as well (off by default: of two CPUs with avx512_bf16 it made
+    #: the step faster on one and slower on the other; docs/BENCHMARKS.md "Training
+    #: throughput").
+    cpu_amp: bool = False
+    #: Weights and batches in NHWC (channels_last) instead of NCHW, on any device; with
+    #: ``cpu_amp`` the fastest setting on the AMD EPYC of docs/BENCHMARKS.md "Training
+    #: throughput", not on its Intel Xeon.
+    channels_last: bool = False
     #: Stage 2: include the warping terms of Eq. 14 (false: Table IV "w/o flow losses").
     flow_loss: bool = True
     #: Stage 2: "sum" (paper/release: squared L2 summed over pixels) or "mean".

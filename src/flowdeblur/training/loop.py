@@ -72,6 +72,7 @@ from .setup import (
     build_model,
     build_optimizer,
     per_process_batch,
+    to_layout,
     training_runtime,
     wrap_distributed,
 )
@@ -106,13 +107,16 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         cleanup.callback(processes.close)
         if processes.is_master:  # one training per run folder, before anything is read
             cleanup.enter_context(RunLock(run_dir))
-        runtime = training_runtime(requested, processes.local_rank, config.amp)
+        runtime = training_runtime(requested, processes.local_rank, config.amp, config.cpu_amp,
+                                   config.channels_last)
         device = runtime.device
         batch_size = per_process_batch(config.data.batch_size, processes)
         start = find_resume_point(config, processes.world_size, resume)  # None: a fresh run
         step = start.step if start else 0
         model, note = build_model(config, start)
         model.to(device).train()
+        if runtime.channels_last:  # before the optimiser and the average copy its tensors
+            model.to(memory_format=torch.channels_last)
         # Stage 1 runs the flow network alone; the deblurring U-Net would get no gradient.
         net = model.flownet if config.stage == "flow" else model
         frozen = freeze_unreached(net, config, device)
@@ -139,8 +143,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         deadline = time.monotonic() + (config.time_limit_s or math.inf)
         while step < config.steps:
             lr = set_learning_rate(optimizer, step, config)
-            batch = batches.next()
-            with runtime.autocast():  # bf16 on CUDA with config.amp, else fp32
+            batch = to_layout(batches.next(), runtime)
+            with runtime.autocast():  # bf16 with config.amp (CUDA) / cpu_amp, else fp32
                 loss = compute_loss(trained, batch, config)
             # Every process learns every loss and any stop signal, so all stop at one step.
             stats = gather_step_stats(loss, signals.caught, processes, device,

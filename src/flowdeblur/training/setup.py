@@ -22,20 +22,32 @@ from .config import OptimConfig, TrainConfig
 from .distributed import Processes
 
 
-def training_runtime(device: torch.device, local_rank: int, amp: bool) -> Runtime:
+def training_runtime(device: torch.device, local_rank: int, amp: bool,
+                     cpu_amp: bool = False, channels_last: bool = False) -> Runtime:
     """Where and in what precision this process trains.
 
     ``device`` is ``config.device`` resolved by :func:`flowdeblur.runtime.resolve_device`; a
     bare "cuda" becomes this process's own GPU, ``cuda:{local_rank}``. With ``amp`` the forward
-    runs under bf16 autocast on CUDA (the weights, their gradients and the optimiser stay
-    fp32); the CPU trains in fp32.
+    runs under bf16 autocast on CUDA, with ``cpu_amp`` on the CPU (the weights, their
+    gradients and the optimiser stay fp32); otherwise in fp32. ``channels_last``: weights and
+    batches in NHWC (:func:`to_layout`).
     """
     if device.type == "cuda":
         if device.index is None:
             device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-    precision = "bf16" if amp and device.type == "cuda" else "fp32"
-    return Runtime(device=device, precision=precision, channels_last=False, mode="eager")
+    bf16 = cpu_amp if device.type == "cpu" else amp and device.type == "cuda"
+    precision = "bf16" if bf16 else "fp32"
+    return Runtime(device=device, precision=precision, channels_last=channels_last,
+                   mode="eager")
+
+
+def to_layout(batch: dict[str, torch.Tensor], runtime: Runtime) -> dict[str, torch.Tensor]:
+    """``batch`` with its 4-D tensors in the runtime's memory layout (NHWC or NCHW)."""
+    if not runtime.channels_last:
+        return batch
+    return {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+            for k, v in batch.items()}
 
 
 def per_process_batch(batch_size: int, processes: Processes) -> int:

@@ -14,10 +14,10 @@ from typing import NamedTuple
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as serialize
 
 from ..errors import UserError
-from ..media.atomic import PathLike, atomic_file
+from ..media.atomic import PathLike, atomic_write_bytes
 from ..models import FlowDeblurNet
 from ..runtime.device import PRECISIONS  # name -> dtype, the storage dtypes too
 
@@ -41,7 +41,8 @@ def save_weights(
     dtype: str = "fp32",
     extra_metadata: dict[str, str] | None = None,
 ) -> None:
-    """Write ``model``'s weights to ``path``, whole or not at all (:func:`atomic_file`).
+    """Write ``model``'s weights to ``path``, whole or not at all (:func:`atomic_write_bytes`),
+    with the permissions a plain ``open(path, "wb")`` would give it.
 
     ``dtype`` ("fp32", "bf16", "fp16") is the storage dtype of the tensors; ``extra_metadata``
     adds string entries beside the format and config.
@@ -55,8 +56,9 @@ def save_weights(
     }
     metadata = {"format": "flowdeblur", "config": json.dumps(model.config)}
     metadata.update(extra_metadata or {})
-    with atomic_file(path) as tmp:
-        save_file(state, tmp, metadata=metadata)
+    # Serialised in memory and written by atomic_write_bytes, not by safetensors' save_file,
+    # which replaces the file with one of mode 0600 whatever the umask (safetensors 0.8).
+    atomic_write_bytes(path, serialize(state, metadata=metadata))
 
 
 def read_weights(path: PathLike) -> WeightsFile:
