@@ -83,8 +83,10 @@ def test_ema_weights_are_exported_checkpointed_and_resumed(tmp_path):
     state = load_checkpoint(latest_checkpoint(c.run_dir))
     assert "ema" in state and int(state["ema"]["n_averaged"]) == 4
     # the last checkpoint exports either set: the average (as the run did) or the raw weights
-    average = read_weights(export_weights_from_checkpoint(
-        latest_checkpoint(c.run_dir), tmp_path / "avg.safetensors", average=True)).state
+    average_file = read_weights(export_weights_from_checkpoint(
+        latest_checkpoint(c.run_dir), tmp_path / "avg.safetensors", average=True))
+    average = average_file.state
+    assert average_file.metadata == read_weights(result["weights"]).metadata
     trained = read_weights(export_weights_from_checkpoint(
         latest_checkpoint(c.run_dir), tmp_path / "raw.safetensors")).state
     assert average.keys() == exported.keys()

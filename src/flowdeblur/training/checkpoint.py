@@ -294,7 +294,8 @@ def export_weights_from_checkpoint(
 ) -> Path:
     """Write the model weights of a training checkpoint as a safetensors weights file: the
     trained weights, or with ``average`` the run's weight average (``ema_decay``), which is
-    what a finished run exports. UserError when ``average`` and the checkpoint holds none."""
+    what a finished run exports, with the same metadata (stage, step and, for the average,
+    ``ema_decay``). UserError when ``average`` and the checkpoint holds none."""
     state = load_checkpoint(checkpoint)
     model = FlowDeblurNet(state["config"]["model"]["variant"])
     if average and "ema" not in state:
@@ -305,10 +306,12 @@ def export_weights_from_checkpoint(
     except RuntimeError as e:
         reason = str(e).splitlines()[0]
         raise UserError(f"{checkpoint} holds an unusable model ({reason})") from None
-    save_weights(model, output, dtype=dtype,
-                 extra_metadata={"step": str(state["step"]),
-                                 **({"ema_decay": str(state["config"].get("ema_decay"))}
-                                    if average else {})})
+    # The metadata of a finished run's export (export_final_weights), so that a file chosen
+    # from a checkpoint ships as it is.
+    metadata = {"stage": str(state["config"].get("stage")), "step": str(state["step"])}
+    if average:
+        metadata["ema_decay"] = str(state["config"].get("ema_decay"))
+    save_weights(model, output, dtype=dtype, extra_metadata=metadata)
     return Path(output)
 
 

@@ -151,9 +151,9 @@ class TrainConfig:
     device: str = "auto"
     #: bf16 autocast on CUDA (ignored on CPU, which trains in fp32 unless ``cpu_amp``).
     amp: bool = True
-    #: bf16 autocast on the CPU as well (off by default: of two CPUs with avx512_bf16 it made
-    #: the step faster on one and slower on the other; docs/BENCHMARKS.md "Training
-    #: throughput").
+    #: bf16 autocast on the CPU as well (off by default: of three CPUs with avx512_bf16 it made
+    #: the step 2.2x faster on the one with AMX, 1.45x faster (with channels_last) on another
+    #: and 1.4x slower on the third; docs/BENCHMARKS.md "Training throughput").
     cpu_amp: bool = False
     #: Weights and batches in NHWC (channels_last) instead of NCHW, on any device; with
     #: ``cpu_amp`` the fastest setting on the AMD EPYC of docs/BENCHMARKS.md "Training
