@@ -271,9 +271,17 @@ def export_final_weights(config: TrainConfig, model: nn.Module, step: int) -> Pa
     ``run_dir/weights.safetensors``) in ``config.export_dtype``; returns the path."""
     path = Path(config.export_path or Path(config.run_dir) / "weights.safetensors")
     save_weights(model, path, dtype=config.export_dtype,
-                 extra_metadata={"stage": config.stage, "step": str(step),
-                                 "ema_decay": str(config.ema_decay)})
+                 extra_metadata=_export_metadata(config.stage, step, config.ema_decay))
     return path
+
+
+def _export_metadata(stage: str, step: int, ema_decay: float | None) -> dict[str, str]:
+    """The metadata of exported weights: the run's stage and step and, for a weight average
+    (``ema_decay`` given), its decay."""
+    metadata = {"stage": str(stage), "step": str(step)}
+    if ema_decay is not None:
+        metadata["ema_decay"] = str(ema_decay)
+    return metadata
 
 
 def diverged(run_dir: str | os.PathLike, loss: float, step: int) -> TrainingDiverged:
@@ -306,12 +314,11 @@ def export_weights_from_checkpoint(
     except RuntimeError as e:
         reason = str(e).splitlines()[0]
         raise UserError(f"{checkpoint} holds an unusable model ({reason})") from None
-    # The metadata of a finished run's export (export_final_weights), so that a file chosen
-    # from a checkpoint ships as it is.
-    metadata = {"stage": str(state["config"].get("stage")), "step": str(state["step"])}
-    if average:
-        metadata["ema_decay"] = str(state["config"].get("ema_decay"))
-    save_weights(model, output, dtype=dtype, extra_metadata=metadata)
+    # The metadata of a finished run's export, so that a file chosen from a checkpoint ships
+    # as it is.
+    run = state["config"]
+    save_weights(model, output, dtype=dtype, extra_metadata=_export_metadata(
+        run.get("stage"), state["step"], run.get("ema_decay") if average else None))
     return Path(output)
 
 
