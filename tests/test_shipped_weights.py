@@ -33,6 +33,6 @@ def test_shipped_weights_beat_the_blurry_input_on_held_out_scenes():
         out = quantize_8bit(model(batch["frame_t"], batch["frame_next"]).image)
     gain = (psnr(out, batch["sharp_t"]) - psnr(batch["frame_t"], batch["sharp_t"])).mean().item()
     # Measured +2.71 dB on 64 held-out 256x256 scenes (docs/BENCHMARKS.md) and +2.42 dB on
-    # these 8 (the weakest gains 0.02 dB; earlier weights made one 0.7 dB worse); this guards
-    # against shipping weights that make frames worse or barely better.
+    # these 8 (the weakest gains 0.02 dB); this guards against shipping weights that make
+    # frames worse or barely better.
     assert gain > 0.6, gain
