@@ -10,6 +10,17 @@ An arm run with ``ema_decay`` yields two sets of weights: the average's (exporte
 scored as ``ARM+ema``) and the raw weights of its last checkpoint (scored as ``ARM``), so the
 weight average is measured inside every such run at no extra training cost.
 
+``flow_pretrain`` is the one arm in two phases: stage-1 flow training (``stage=flow``, the
+flow network alone against ground-truth flow) for the first half of the steps, then the
+baseline's joint training from those weights for the second half, so its budget equals the
+others'. ``--init`` starts every arm (and the scored ``start`` row) from other weights than the
+shipped file, e.g. those an earlier table started from, to add seeds to it; ``--set`` adds
+overrides to every arm, the baseline included (e.g. ``cpu_amp=true``).
+
+    python benchmarks/recipe_arms.py --out runs/arms_flow --arms baseline,flow_pretrain
+    python benchmarks/recipe_arms.py --out runs/arms5 --arms baseline,degrade --seeds 22 \
+        --init old_weights.safetensors
+
 Resumable: an arm whose weights exist is not trained again (an interrupted one resumes from
 its checkpoint), and scores already written are kept. The markdown table goes to stdout and
 ``OUT/arms.md``, every figure to ``OUT/arms.json``. Training photographs for the ``photos`` arm:
@@ -20,14 +31,21 @@ test clips: they are scored only for the final weights.
 from __future__ import annotations
 
 import argparse
+import filecmp
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
+from flowdeblur.errors import UserError
 from flowdeblur.training.checkpoint import export_weights_from_checkpoint, latest_checkpoint
+from flowdeblur.weights import PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "configs" / "cpu_recipe.yaml"
 PHOTOS = Path.home() / ".cache" / "flowdeblur" / "training_photos"
 
 EMA = "ema_decay=0.998"
@@ -46,16 +64,33 @@ ARMS: dict[str, list[str]] = {
     "photos": [f"data.synthetic.photo_dirs=[{PHOTOS}]", EMA],
     # The paper's 256-pixel crops at the baseline's pixels per step (2 x 256^2 = 8 x 128^2).
     "crop256": ["data.crop_size=256", "data.batch_size=2", "data.scene_size=288", EMA],
+    # The second phase of a two-phase arm (FIRST_PHASE below): the baseline's joint training.
+    "flow_pretrain": [EMA],
 }
 
+#: Two-phase arms -> overrides of their first phase, which takes the first half of the steps;
+#: the second phase (the arm's ARMS entry) starts from the first phase's exported weights.
+#: The paper pre-trains the flow network (stage 1) before joint training (stage 2).
+FIRST_PHASE: dict[str, list[str]] = {"flow_pretrain": ["stage=flow"]}
 
-def train_arm(out: Path, arm: str, seed: int) -> dict[str, Path]:
+
+def train_arm(out: Path, arm: str, seed: int, common: list[str]) -> dict[str, Path]:
     """Train one arm (or resume it); returns {name: weights file}: ``ARM_sSEED`` (the raw
-    weights) and, when the run keeps a weight average, ``ARM+ema_sSEED``."""
+    weights) and, when the run keeps a weight average, ``ARM+ema_sSEED``. ``common``: the
+    overrides every arm shares (``--init``, ``--set``)."""
     run = out / f"{arm}_s{seed}"
     weights = run / "weights.safetensors"
     if not weights.is_file():
-        _run_training(run, arm, seed)
+        overrides = [*common, *ARMS[arm]]
+        if arm in FIRST_PHASE:
+            steps = recipe_steps(common)
+            first = run / "phase1"
+            if not (first / "weights.safetensors").is_file():
+                _run_training(first, f"{arm} phase 1", seed,
+                              [*common, *FIRST_PHASE[arm], f"steps={steps // 2}"])
+            overrides += [f"model.init_weights={first / 'weights.safetensors'}",
+                          f"steps={steps - steps // 2}"]
+        _run_training(run, arm, seed, overrides)
     if EMA not in ARMS[arm]:
         return {f"{arm}_s{seed}": weights}
     raw = run / "raw.safetensors"
@@ -64,14 +99,41 @@ def train_arm(out: Path, arm: str, seed: int) -> dict[str, Path]:
     return {f"{arm}_s{seed}": raw, f"{arm}+ema_s{seed}": weights}
 
 
-def _run_training(run: Path, arm: str, seed: int) -> None:
-    cmd = [sys.executable, "-m", "flowdeblur", "train", "--config",
-           str(ROOT / "configs" / "cpu_recipe.yaml"), f"run_dir={run}", f"seed={seed}",
-           *ARMS[arm]]
+def recipe_steps(common: list[str]) -> int:
+    """The budget of every arm: ``steps`` of configs/cpu_recipe.yaml or of ``common``."""
+    steps = yaml.safe_load(RECIPE.read_text())["steps"]
+    for override in common:
+        key, _, value = override.partition("=")
+        if key.strip() == "steps":
+            steps = int(value)
+    return steps
+
+
+def _run_training(run: Path, name: str, seed: int, overrides: list[str]) -> None:
+    cmd = [sys.executable, "-m", "flowdeblur", "train", "--config", str(RECIPE),
+           f"run_dir={run}", f"seed={seed}", *overrides]
     if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
         cmd.append("--resume")
-    print(f"== training {arm} (seed {seed}): {' '.join(cmd[3:])}", flush=True)
+    print(f"== training {name} (seed {seed}): {' '.join(cmd[3:])}", flush=True)
     subprocess.run(cmd, check=True)
+
+
+def start_weights(out: Path, init: Path | None) -> Path:
+    """A copy of the weights every arm starts from, in ``OUT/start``, so that its scores are
+    cached beside it (never beside the package's shipped file). UserError when ``init`` is
+    missing or ``OUT`` was started from other weights."""
+    source = init or PRETRAINED
+    if not source.is_file():
+        raise UserError(f"--init {source}: no such file")
+    target = out / "start" / "start.safetensors"
+    if target.is_file():
+        if not filecmp.cmp(source, target, shallow=False):
+            raise UserError(f"{out} was started from other weights than {source}; "
+                            f"use another --out")
+    else:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+    return target
 
 
 def score_dev(weights: Path, unsharp: tuple[float, float]) -> dict:
@@ -103,7 +165,8 @@ def _mean(clips: dict, method: str) -> float:
 
 def table(weights: dict[str, Path], dev: dict, heldout: dict) -> str:
     """One row per arm: dev clips (each and mean) and held-out synthetic PSNR, with the
-    differences to the baseline of the same seed."""
+    differences to the baseline of the same seed (``start``, the weights every arm starts
+    from, has no seed and no difference)."""
     first = next(iter(dev.values()))["clips"]
     clips = list(first)
     rows = heldout["rows"]
@@ -113,15 +176,15 @@ def table(weights: dict[str, Path], dev: dict, heldout: dict) -> str:
               f"{_mean(first, 'blurry'):.2f}", "", f"{rows['blurry input']['psnr']:.2f}", ""]
     lines.append("| " + " | ".join(blurry) + " |")
     for name, w in weights.items():
-        seed = name.rsplit("_s", 1)[1]
+        seed = name.rsplit("_s", 1)[1] if "_s" in name else None
         base = f"baseline_s{seed}"
         mean = _mean(dev[name]["clips"], "flowdeblur")
         held = rows[f"flowdeblur ({w})"]["psnr"]
-        d_dev = mean - _mean(dev[base]["clips"], "flowdeblur") if base in dev else float("nan")
-        d_held = held - rows[f"flowdeblur ({weights[base]})"]["psnr"] if base in weights \
-            else float("nan")
+        d_dev = f"{mean - _mean(dev[base]['clips'], 'flowdeblur'):+.2f}" if base in dev else ""
+        d_held = f"{held - rows[f'flowdeblur ({weights[base]})']['psnr']:+.2f}" \
+            if base in weights else ""
         cells = [name, *(f"{dev[name]['clips'][c]['flowdeblur']['psnr']:.2f}" for c in clips),
-                 f"{mean:.2f}", f"{d_dev:+.2f}", f"{held:.2f}", f"{d_held:+.2f}"]
+                 f"{mean:.2f}", d_dev, f"{held:.2f}", d_held]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -135,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--unsharp", type=float, nargs=2, default=(0.5, 0.1),
                         metavar=("SIGMA", "AMOUNT"),
                         help="unsharp-mask baseline (benchmarks/heldout_synthetic.py's tuning)")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="weights every arm starts from (default: the shipped file)")
+    parser.add_argument("--set", dest="common", action="append", default=[],
+                        metavar="KEY=VALUE", help="an override for every arm (repeatable)")
     args = parser.parse_args(argv)
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
@@ -142,12 +209,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown arm(s) {unknown}; known: {sorted(ARMS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
-    weights = {name: path for a in arms for s in seeds
-               for name, path in train_arm(args.out, a, s).items()}
+    try:
+        start = start_weights(args.out, args.init)
+    except UserError as e:
+        parser.error(str(e))
+    common = [f"model.init_weights={start}", *args.common]
+    weights = {"start": start}
+    weights |= {name: path for a in arms for s in seeds
+                for name, path in train_arm(args.out, a, s, common).items()}
     dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
     heldout = score_heldout(args.out, weights, args.samples)
-    results = {"arms": {name: ARMS[name.rsplit("_s", 1)[0].removesuffix("+ema")]
-                        for name in weights},
+    results = {"common": common,
+               "arms": {name: ARMS[name.rsplit("_s", 1)[0].removesuffix("+ema")]
+                        for name in weights if name != "start"},
+               "first_phase": {a: FIRST_PHASE[a] for a in arms if a in FIRST_PHASE},
                "dev": dev, "heldout": heldout}
     (args.out / "arms.json").write_text(json.dumps(results, indent=1) + "\n")
     text = table(weights, dev, heldout)
