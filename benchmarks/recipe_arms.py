@@ -38,10 +38,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from flowdeblur.errors import UserError
+from flowdeblur.media.atomic import atomic_file
 from flowdeblur.training.checkpoint import export_weights_from_checkpoint, latest_checkpoint
+from flowdeblur.training.config import load_config
 from flowdeblur.weights import PRETRAINED
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,13 +100,8 @@ def train_arm(out: Path, arm: str, seed: int, common: list[str]) -> dict[str, Pa
 
 
 def recipe_steps(common: list[str]) -> int:
-    """The budget of every arm: ``steps`` of configs/cpu_recipe.yaml or of ``common``."""
-    steps = yaml.safe_load(RECIPE.read_text())["steps"]
-    for override in common:
-        key, _, value = override.partition("=")
-        if key.strip() == "steps":
-            steps = int(value)
-    return steps
+    """The budget of every arm: ``steps`` of configs/cpu_recipe.yaml under ``common``."""
+    return load_config(RECIPE, common).steps
 
 
 def _run_training(run: Path, name: str, seed: int, overrides: list[str]) -> None:
@@ -132,7 +127,8 @@ def start_weights(out: Path, init: Path | None) -> Path:
                             f"use another --out")
     else:
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        with atomic_file(target) as temporary:  # a killed copy leaves no partial start
+            shutil.copyfile(source, temporary)
     return target
 
 

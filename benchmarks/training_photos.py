@@ -6,7 +6,7 @@ Downloads the packages below with ``apt-get download`` (Debian's registry; nothi
 reached), unpacks them with ``dpkg -x`` into ``--cache`` and copies the chosen photographs to
 ``--out`` with a ``MANIFEST.json`` (file, package, package version, licence, sha256). The folder
 is then given to training as ``data.synthetic.photo_dirs`` (see configs/cpu_long.yaml); the
-synthetic engine keeps only the sharp parts of each photograph (flowdeblur/data/textures.py).
+synthetic engine keeps only the sharp parts of each photograph (src/flowdeblur/data/textures.py).
 Not needed by the tests or CI.
 
 Every package's licence (from its ``copyright`` file) allows this use: the photographs train
