@@ -353,11 +353,25 @@ def _str(number: int, text: str) -> bytes:
     return _bytes(number, text.encode())
 
 
-def _blob(array: np.ndarray) -> bytes:
-    """BlobProto: shape (7) = BlobShape {dim (1), packed int64}, data (5), packed float."""
-    dims = b"".join(_varint(d) for d in array.shape)
-    shape = _bytes(1, dims)
+def _blob(array: np.ndarray, dims: tuple[int, ...] | None = None) -> bytes:
+    """BlobProto: shape (7) = BlobShape {dim (1), packed int64}, data (5), packed float.
+    ``dims``: the shape to state instead of the array's (negative values allowed)."""
+    packed = b"".join(_varint(d) for d in (array.shape if dims is None else dims))
+    shape = _bytes(1, packed)
     return _bytes(7, shape) + _bytes(5, np.ascontiguousarray(array, "<f4").tobytes())
+
+
+def encode_blob(array: np.ndarray, dims: tuple[int, ...] | None = None) -> bytes:
+    """A BlobProto as :func:`encode_caffemodel` writes it, for a weights entry given as bytes."""
+    return _blob(array, dims)
+
+
+def encode_layer(name: str, kind: str, bottom: list[str], top: list[str],
+                 blobs: list[bytes] = ()) -> bytes:
+    """A NetParameter ``layer`` field (100) of a layer without settings: to append to a file."""
+    body = _str(1, name) + _str(2, kind)
+    body += b"".join(_str(3, b) for b in bottom) + b"".join(_str(4, t) for t in top)
+    return _bytes(100, body + b"".join(_bytes(7, b) for b in blobs))
 
 
 def _filler(kind: str) -> bytes:
@@ -387,14 +401,15 @@ def _layer_params(lay: Layer, overrides: dict) -> bytes:
     return b""
 
 
-def _layer(lay: Layer, blobs: list[np.ndarray], overrides: dict) -> bytes:
-    """LayerParameter: name 1, type 2, bottom 3, top 4, phase 10, param 6, blobs 7, params."""
+def _layer(lay: Layer, blobs: list[np.ndarray | bytes], overrides: dict) -> bytes:
+    """LayerParameter: name 1, type 2, bottom 3, top 4, phase 10, param 6, blobs 7, params.
+    A blob given as bytes is an encoded BlobProto, written as it is."""
     out = _str(1, lay.name) + _str(2, lay.type)
     out += b"".join(_str(3, b) for b in lay.bottom) + b"".join(_str(4, t) for t in lay.top)
     out += _int(10, 0)  # phase TRAIN: Caffe snapshots the training net
     for lr, decay in ((1.0, 1.0), (1.0, 0.0))[: len(blobs)]:
         out += _bytes(6, _float(3, lr) + _float(4, decay))  # ParamSpec lr_mult, decay_mult
-    out += b"".join(_bytes(7, _blob(b)) for b in blobs)
+    out += b"".join(_bytes(7, b if isinstance(b, bytes) else _blob(b)) for b in blobs)
     return out + _layer_params(lay, overrides)
 
 
@@ -404,10 +419,12 @@ def encode_caffemodel(
     *,
     skip: frozenset[str] | set[str] = frozenset(),
     overrides: dict[str, dict] | None = None,
+    extra: bytes = b"",
 ) -> bytes:
     """A binary NetParameter (name 1, layer 100) as Caffe snapshots it: an "Input" layer for
     the deprecated ``input:`` lines, then every layer with its blobs. ``skip``: layer names to
-    leave out; ``overrides``: per-layer settings to change (e.g. ``{"rnn3_2": {"use_wx": 1}}``).
+    leave out; ``overrides``: per-layer settings to change (e.g. ``{"rnn3_2": {"use_wx": 1}}``);
+    ``extra``: encoded fields appended (e.g. :func:`encode_layer`'s).
     """
     overrides = overrides or {}
     parts = [_str(1, "flownets_deblur"),
@@ -416,4 +433,4 @@ def encode_caffemodel(
         if lay.name not in skip:
             body = _layer(lay, weights.get(lay.name, []), overrides.get(lay.name, {}))
             parts.append(_bytes(100, body))
-    return b"".join(parts)
+    return b"".join(parts) + extra

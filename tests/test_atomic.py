@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -11,6 +14,7 @@ from flowdeblur.errors import UserError
 from flowdeblur.media.atomic import (
     TEMP_SUFFIX,
     PendingFile,
+    TargetLock,
     atomic_file,
     atomic_write_bytes,
     atomic_write_text,
@@ -101,3 +105,29 @@ def test_make_parent_folder_names_the_folder_it_cannot_create(tmp_path):
     (tmp_path / "blocker").write_text("a file where a folder should go")
     with pytest.raises(UserError, match="cannot create output folder .*blocker"):
         make_parent_folder(tmp_path / "blocker" / "sub" / "file.png")
+
+
+def test_target_lock_keeps_a_second_process_out_until_the_first_is_gone(tmp_path):
+    target = tmp_path / "out.mp4"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from flowdeblur.media.atomic import TargetLock\n"
+         f"with TargetLock({str(target)!r}):\n print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError, match=rf"being written by another flowdeblur process "
+                                            rf"\(process {holder.pid}\)"):
+            with TargetLock(target):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a killed holder's lock goes with it
+        holder.wait()
+    with TargetLock(target) as lock:
+        assert lock.path.exists()
+    assert not lock.path.exists() and not target.exists()  # nothing left behind
+    # Another spelling of the same place is the same lock.
+    with TargetLock(target):
+        with pytest.raises(UserError, match="being written"):
+            with TargetLock(tmp_path / "." / "x" / ".." / "out.mp4"):
+                pass

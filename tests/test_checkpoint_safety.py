@@ -14,6 +14,7 @@ from flowdeblur.media import write_image
 from flowdeblur.training import loop as T
 from flowdeblur.training.checkpoint import (
     CorruptCheckpoint,
+    UnverifiedCheckpoint,
     checksum_path,
     latest_checkpoint,
     list_checkpoints,
@@ -52,11 +53,13 @@ def test_a_pickled_object_in_a_checkpoint_is_refused_not_run(tmp_path):
     save_checkpoint(poisoned, {**real, "extra": _Payload(marker)})
     with pytest.raises(CorruptCheckpoint, match="unsafe"):
         load_checkpoint(poisoned)
-    # and a bare malicious file with no checksum
+    # and a bare malicious file with no checksum: refused unread, and unsafe when accepted
     bare = tmp_path / "bare.pt"
     torch.save({"format": "flowdeblur-checkpoint", "x": _Payload(marker)}, bare)
-    with pytest.warns(UserWarning, match="no checksum"), pytest.raises(UserError):
+    with pytest.raises(UnverifiedCheckpoint, match="no checksum"):
         load_checkpoint(bare)
+    with pytest.warns(UserWarning, match="no checksum"), pytest.raises(UserError):
+        load_checkpoint(bare, accept_unverified=True)
     # resuming skips the poisoned newest checkpoint for the intact one before it
     with pytest.warns(UserWarning, match="skipping"):
         result = T.train(tiny(tmp_path, "steps=3"), resume=True)
@@ -112,13 +115,15 @@ def test_a_damaged_checkpoint_is_refused_and_resume_uses_the_newest_intact_one(t
     assert load_checkpoint(latest_checkpoint(config.run_dir))["step"] == 3
 
 
-def test_a_checkpoint_without_checksum_loads_with_a_warning(tmp_path):
+def test_a_checkpoint_without_checksum_loads_only_when_accepted(tmp_path):
     config = tiny(tmp_path, "steps=1")
     T.train(config)
     path = latest_checkpoint(config.run_dir)
     checksum_path(path).unlink()
+    with pytest.raises(UnverifiedCheckpoint, match="--accept-unverified"):
+        load_checkpoint(path)
     with pytest.warns(UserWarning, match="no checksum"):
-        assert load_checkpoint(path)["step"] == 1
+        assert load_checkpoint(path, accept_unverified=True)["step"] == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         checksum_path(path).write_text("0" * 64 + "\n")

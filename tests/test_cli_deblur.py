@@ -168,12 +168,16 @@ def test_side_by_side_and_flow_pictures(tmp_path, weights):
     assert float(picture.std()) > 0  # a colour-coded field, not a blank image
 
 
-def test_odd_size_is_padded_for_h264_with_a_warning_or_kept_exact_losslessly(tmp_path, weights,
-                                                                             capsys):
+def test_odd_size_is_kept_in_444_padded_in_420_with_a_warning_or_kept_losslessly(
+        tmp_path, weights, capsys):
     src_dir = tmp_path / "odd"
     for i, frame in enumerate(smooth_frames(2, h=47, w=63)):
         write_image(src_dir / f"{i}.png", frame)
-    assert deblur(src_dir, "-o", tmp_path / "a.mp4", weights=weights) == 0
+    assert deblur(src_dir, "-o", tmp_path / "exact.mp4", weights=weights) == 0
+    assert "padded" not in capsys.readouterr().err
+    with VideoReader(tmp_path / "exact.mp4") as r:  # 4:4:4, the default, holds any size
+        assert (r.info.width, r.info.height, r.info.pix_fmt) == (63, 47, "yuv444p")
+    assert deblur(src_dir, "-o", tmp_path / "a.mp4", "--chroma", "420", weights=weights) == 0
     err = capsys.readouterr().err
     assert "warning: padded 63x47 to 64x48" in err and "--lossless" in err
     assert deblur(src_dir, "-o", tmp_path / "b.mkv", "--lossless", weights=weights) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,90 @@ def test_cli_reports_typo_as_one_line(capsys):
 def test_valid_keys_cover_sections():
     keys = valid_keys()
     assert {"steps", "optim.lr", "model.variant", "data.crop_size", "log.every"} <= set(keys)
+
+
+def _alias_bomb(levels: int = 9, indent: str = "") -> str:
+    """Billion laughs: ``levels`` anchors, each a list of ten aliases of the one before
+    (10**levels values once expanded, a few hundred bytes of text)."""
+    lines = [f"{indent}a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"{indent}a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("where", ["synthetic", "quoted_value"])
+def test_yaml_alias_bombs_are_refused_in_one_line_within_seconds(tmp_path, capsys, where):
+    path = tmp_path / "bomb.yaml"
+    text = "data:\n  synthetic:\n" + _alias_bomb(indent="    ")
+    # quoted_value: a key whose type error would print the whole expanded value
+    path.write_text(text + ("steps: *a8\n" if where == "quoted_value" else ""))
+    start = time.perf_counter()
+    with pytest.raises(UserError, match="aliases expand to more than 100,000 nodes"):
+        load_config(path)
+    assert main(["train", "--config", str(path), "--print-config"]) == 2
+    elapsed = time.perf_counter() - start
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "alias" in err
+    assert elapsed < 10
+
+
+def test_yaml_alias_bomb_in_an_override_is_refused():
+    bomb = "{" + _alias_bomb().replace("\n", ", ").rstrip(", ") + "}"
+    with pytest.raises(UserError, match="override data.synthetic: its YAML aliases expand"):
+        load_config(None, [f"data.synthetic={bomb}"])
+
+
+def test_yaml_alias_limit_counts_expanded_nodes():
+    def bomb(levels: int) -> str:
+        return "{" + _alias_bomb(levels).replace("\n", ", ").rstrip(", ") + "}"
+
+    synthetic = load_config(None, [f"data.synthetic={bomb(4)}"]).data.synthetic  # 12,350 nodes
+    assert synthetic["a3"][9][9][9][9] == "lol"
+    with pytest.raises(UserError, match="more than 100,000 nodes"):  # 123,450 nodes
+        load_config(None, [f"data.synthetic={bomb(5)}"])
+    with pytest.raises(UserError, match="refers to a value that contains it"):
+        load_config(None, ["data.synthetic={a: &a [1, *a]}"])
+
+
+def test_ordinary_anchors_and_merge_keys_keep_working(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text(textwrap.dedent("""\
+        optim: {lr: &rate 3.0e-4, betas: &betas [0.9, 0.99]}
+        data:
+          scale_range: *betas
+          synthetic: &scene {max_camera_motion: 4.0, max_object_motion: 2.0}
+          degrade:
+            <<: {noise_probability: 0.5}
+            quality: [70, 90]
+        schedule: {power: *rate}
+    """))
+    c = load_config(path)
+    assert c.optim.lr == c.schedule.power == 3.0e-4
+    assert c.optim.betas == c.data.scale_range == (0.9, 0.99)
+    assert c.data.synthetic == {"max_camera_motion": 4.0, "max_object_motion": 2.0}
+    assert c.data.degrade == {"noise_probability": 0.5, "quality": [70, 90]}
+
+
+@pytest.mark.parametrize("depth", [100, 20_000])
+def test_deeply_nested_yaml_is_one_line(tmp_path, capsys, depth):
+    path = tmp_path / "deep.yaml"
+    path.write_text("data:\n  synthetic: {x: " + "[" * depth + "]" * depth + "}\n")
+    assert main(["train", "--config", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nested too deeply" in err
+    with pytest.raises(UserError, match="nested too deeply"):
+        load_config(None, ["data.synthetic={x: " + "[" * depth + "]" * depth + "}"])
+
+
+def test_yaml_that_is_not_utf8_is_one_line(tmp_path, capsys):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# réglages\nsteps: 3\n".encode("latin-1"))
+    assert main(["train", "--config", str(path), "--print-config"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not UTF-8" in err and "Traceback" not in err
+
+
+def test_error_messages_quote_long_values_briefly():
+    with pytest.raises(UserError) as e:
+        load_config(None, ["steps=[" + ", ".join(["1"] * 10_000) + "]"])
+    assert "'steps' expects an integer" in str(e.value) and len(str(e.value)) < 200

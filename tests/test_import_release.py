@@ -9,6 +9,9 @@ compute the same deblurred frame and the same flows on ordinary (H, W) frames.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import caffe_release_reference as ref  # noqa: E402
 
 from flowdeblur.cli import main  # noqa: E402
+from flowdeblur.errors import UserError  # noqa: E402
 from flowdeblur.ops import warp  # noqa: E402
 from flowdeblur.weights import load_weights, read_weights  # noqa: E402
 
@@ -146,6 +150,80 @@ def _truncated(release, work):
     return path, "truncated or corrupt"
 
 
+def _with_weight(release, work, name, weight, *, extra=b""):
+    """The release's file with layer ``name``'s weight blob replaced (an array, or bytes: an
+    encoded BlobProto), and ``extra`` fields appended."""
+    weights = dict(release.weights)
+    weights[name] = [weight, release.weights[name][1]]
+    path = work / f"{name}.caffemodel"
+    path.write_bytes(ref.encode_caffemodel(release.layers, weights, extra=extra))
+    return path
+
+
+def _negative_dims(release, work):
+    blob = ref.encode_blob(release.weights["conv3"][0], dims=(-96, -48, 5, 5))
+    return _with_weight(release, work, "conv3", blob), "'conv3' has a negative dimension"
+
+
+def _overflowing_dims(release, work):
+    # 2**62 * 4 wraps to 0 in int64: the count of an empty blob.
+    blob = ref.encode_blob(np.zeros(0, np.float32), dims=(2**62, 4, 1, 1))
+    return _with_weight(release, work, "conv3", blob), "more values than a Caffe blob can hold"
+
+
+def _more_values_than_the_shape(release, work):
+    blob = ref.encode_blob(np.zeros(24 * 6 * 7 * 7 + 10_000, np.float32), dims=(24, 6, 7, 7))
+    path = _with_weight(release, work, "conv1", blob)
+    return path, "more than its shape (24, 6, 7, 7) has room for"
+
+
+def _shape_of_many_axes(release, work):
+    blob = ref.encode_blob(np.zeros(1, np.float32), dims=(1,) * 2000)
+    return _with_weight(release, work, "conv1", blob), "has a shape of over 1024 bytes"
+
+
+def _nan_weight(release, work):
+    weight = release.weights["conv3"][0].copy()
+    weight[5, 1, 2, 3] = np.nan
+    path = _with_weight(release, work, "conv3", weight)
+    return path, "'conv3' weight holds 1 NaN or infinite values"
+
+
+def _fp16_overflow(release, work):
+    weight = release.weights["conv3"][0].copy()
+    weight[5, 1, 2, 3] = 1e6  # a float32, out of fp16's range
+    path = _with_weight(release, work, "conv3", weight)
+    message = "in fp16, tensor 'flownet.conv3.0.weight' holds 1 NaN or infinite values"
+    return path, message, ["--dtype", "fp16"]
+
+
+def _many_empty_layers(release, work):
+    path = work / "empty_layers.caffemodel"
+    path.write_bytes(b"\xa2\x06\x00" * 2000)  # field 100 (layer), length 0
+    return path, "holds more than 1000 layers"
+
+
+def _layer_of_many_fields(release, work):
+    extra = ref.encode_layer("x", "ReLU", ["b"] * 300, [])
+    path = _with_weight(release, work, "conv1", release.weights["conv1"][0], extra=extra)
+    return path, "has more than 256 fields"
+
+
+def _long_layer_name(release, work):
+    blob = ref.encode_blob(np.zeros(1, np.float32))
+    extra = ref.encode_layer("n" * 3000, "Convolution", [], [], [blob])
+    path = _with_weight(release, work, "conv1", release.weights["conv1"][0], extra=extra)
+    return path, "('Convolution') has parameters the release's network does not have"
+
+
+def _long_bottom_list(release, work):
+    layers = [dataclasses.replace(lay, bottom=["b" * 50] * 60) if lay.name == "conv3" else lay
+              for lay in release.layers]
+    path = work / "bottoms.caffemodel"
+    path.write_bytes(ref.encode_caffemodel(layers, release.weights))
+    return path, "layer 'conv3' reads ['bbbb"
+
+
 REFUSALS = {
     "text file": _not_a_caffemodel_text,
     "random bytes": _not_a_caffemodel_binary,
@@ -153,6 +231,16 @@ REFUSALS = {
     "wrong shape": _wrong_shape,
     "GateRecurrent using W_x": _rnn_uses_its_weights,
     "truncated": _truncated,
+    "negative dims": _negative_dims,
+    "overflowing dims": _overflowing_dims,
+    "more values than the shape": _more_values_than_the_shape,
+    "shape of many axes": _shape_of_many_axes,
+    "NaN weight": _nan_weight,
+    "fp16 overflow": _fp16_overflow,
+    "many empty layers": _many_empty_layers,
+    "layer of many fields": _layer_of_many_fields,
+    "long layer name": _long_layer_name,
+    "long bottom list": _long_bottom_list,
 }
 
 
@@ -160,15 +248,111 @@ REFUSALS = {
 def test_refusal_is_one_line_exit_2_and_writes_nothing(case, release, tmp_path, capsys):
     work = tmp_path / "work"
     work.mkdir()
-    source, message = REFUSALS[case](release, work)
+    source, message, *args = REFUSALS[case](release, work)
     before = sorted(p.name for p in work.iterdir())
-    code = main(["import-release", str(source), "-o", str(work / "out.safetensors")])
+    code = main(["import-release", str(source), "-o", str(work / "out.safetensors"),
+                 *(args[0] if args else [])])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2
-    assert len(lines) == 1 and lines[0].startswith("flowdeblur: error:"), err
+    assert len(lines) == 1 and lines[0].startswith("flowdeblur: error:"), err[:1000]
     assert message in lines[0]
+    # What the file states is quoted cut short: the line stays a line (paths aside).
+    assert len(lines[0].replace(str(work), "")) < 250, lines[0][:1000]
     assert sorted(p.name for p in work.iterdir()) == before  # no output, no temporary
+
+
+def test_files_over_the_size_limit_are_refused_unread(release, tmp_path, capsys, monkeypatch):
+    from flowdeblur.weights import caffemodel
+    from flowdeblur.weights.caffe_release import import_release
+
+    monkeypatch.setattr(caffemodel, "MAX_BYTES", 2**20)  # the test file is 33 MB
+    out = tmp_path / "out.safetensors"
+    assert main(["import-release", str(release.path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is 32 MB; caffemodels over 1 MB are refused" in err
+    assert not out.exists()
+    monkeypatch.undo()
+    with pytest.raises(UserError, match="over 16 MB are refused"):
+        import_release(release.path, out, max_bytes=16 * 2**20)
+
+
+# Peak memory (MB) of import_release on crafted files above the memory in use before, in a
+# fresh process (Linux: /proc/self/clear_refs resets the peak). Each file is refused; what
+# matters is what reading it cost. Parsing a file whole costs tens of bytes per file byte.
+_MEMORY_CHILD = """
+import re, sys
+from flowdeblur.errors import UserError
+from flowdeblur.weights.caffe_release import import_release
+
+def rss(field):
+    with open("/proc/self/status") as f:
+        return int(re.search(field + r":\\s+(\\d+) kB", f.read()).group(1)) // 1024
+
+def run(path):
+    try:
+        import_release(path, sys.argv[1])
+    except UserError:
+        pass
+
+run(sys.argv[2])  # loads the message classes
+for path in sys.argv[3:]:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # peak RSS := current RSS
+    before = rss("VmRSS")
+    run(path)
+    print(rss("VmHWM") - before)
+"""
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="Linux only")
+def test_crafted_files_are_read_in_bounded_memory(tmp_path):
+    size = 8 * 10**6
+    empty = tmp_path / "empty_layers.caffemodel"  # 3-byte layers: the costliest to parse
+    empty.write_bytes(b"\xa2\x06\x00" * (size // 3))
+    bottoms = tmp_path / "bottoms.caffemodel"  # layers of 200 empty bottoms, 2 bytes each
+    layer = ref.encode_layer("x", "ReLU", [""] * 200, [])
+    bottoms.write_bytes(layer * (size // len(layer)))
+    tiny = tmp_path / "tiny.caffemodel"
+    tiny.write_bytes(b"\xa2\x06\x00" * 10)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    run = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, str(tmp_path / "out.safetensors"), str(tiny),
+         str(empty), str(bottoms)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    growth = [int(line) for line in run.stdout.split()]
+    assert len(growth) == 2 and max(growth) < 20, f"peak memory grew by {growth} MB"
+
+
+def test_unwritable_output_is_refused_before_the_work(release, tmp_path, capsys, monkeypatch):
+    from flowdeblur.weights import caffe_release
+
+    def work(*args, **kwargs):
+        raise AssertionError("the caffemodel was read before the output was checked")
+
+    monkeypatch.setattr(caffe_release, "load_release", work)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = blocker / "release.safetensors"
+    assert main(["import-release", str(release.path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write WEIGHTS" in err and "not a folder" in err
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes anywhere")
+def test_read_only_output_folder_is_refused_before_the_work(release, tmp_path, capsys):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        code = main(["import-release", str(release.path), "-o", str(folder / "w.safetensors")])
+    finally:
+        folder.chmod(0o700)
+    assert code == 2
+    assert "cannot write WEIGHTS" in capsys.readouterr().err
+    assert not list(folder.iterdir())
 
 
 def test_existing_output_is_kept_unless_overwrite(release, imported, tmp_path, capsys):

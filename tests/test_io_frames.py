@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 
@@ -70,3 +73,41 @@ def test_frame_source_errors(tmp_path):
     src = FrameSource(mixed)
     with pytest.raises(UserError, match="f2.png"):
         list(src)
+
+
+def _h264_clip(path: Path, frames: int, options: dict[str, str] | None = None) -> Path:
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = options or {}
+        for _ in range(frames):
+            picture = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode())
+    return path
+
+
+def test_a_truncated_mkv_warns_from_its_stated_duration(tmp_path):
+    full = _h264_clip(tmp_path / "full.mkv", 60)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    src = FrameSource(cut)
+    assert src.info.num_frames is None and src.info.expected_frames == 60  # 2.5 s x 24
+    with pytest.warns(UserWarning, match=r"duration of 2.50 s \(about 60 frames") as caught:
+        decoded = len(list(src))
+    assert 0 < decoded < 57 and f"only {decoded} could be decoded" in str(caught[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the whole file: no warning
+        assert len(list(FrameSource(full))) == 60
+
+
+def test_interlaced_video_is_detected_and_warned(tmp_path):
+    clip = _h264_clip(tmp_path / "i.mp4", 2, {"flags": "+ildct+ilme"})
+    with pytest.warns(UserWarning, match="interlaced"):
+        src = FrameSource(clip)
+    assert src.info.interlaced
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not FrameSource(_h264_clip(tmp_path / "p.mp4", 2)).info.interlaced

@@ -12,12 +12,14 @@ import torch
 
 from flowdeblur.errors import UserError
 from flowdeblur.media import (
+    ColourTags,
     FrameSource,
     VideoReader,
     VideoWriter,
     is_video_path,
     rotate_for_display,
 )
+from flowdeblur.media.pixels import rgb_to_yuv, yuv_to_rgb
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -223,3 +225,133 @@ def test_corrupt_or_wrong_video_files(tmp_path):
     with pytest.raises(UserError, match="no video stream"):
         FrameSource(tmp_path / "sound.mkv")
     assert is_video_path("A.MP4") and not is_video_path("a.png")
+
+
+# ------------------------------------------------------------------ high bit depth and colour
+
+PATCHES = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (128, 128, 128)]
+
+
+def _patch_picture(size: int = 32) -> np.ndarray:
+    """Four flat patches (PATCHES, 8-bit levels) as a (size, size, 3) uint16 rgb48 picture."""
+    img = np.zeros((size, size, 3), np.uint16)
+    half = size // 2
+    for i, colour in enumerate(PATCHES):
+        r, c = divmod(i, 2)
+        img[r * half:(r + 1) * half, c * half:(c + 1) * half] = np.array(colour) * 257
+    return img
+
+
+def _patch_colours(frame: torch.Tensor, size: int = 32) -> np.ndarray:
+    """The colour (8-bit levels) at the centre of each of the four patches."""
+    q = size // 4
+    return np.array([(frame[:, y, x] * 255).tolist() for y, x in
+                     [(q, q), (q, 3 * q), (3 * q, q), (3 * q, 3 * q)]])
+
+
+def _swscale_clip(path: Path, pix_fmt: str, matrix: str, colorspace: int, full: bool) -> Path:
+    """A lossless FFV1 clip of the four patches, converted to ``pix_fmt`` by PyAV (swscale)
+    and tagged with ``colorspace`` and the range."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.colorspace = colorspace
+        stream.codec_context.color_range = 2 if full else 1
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(_patch_picture(), format="rgb48le").reformat(
+                format=pix_fmt, dst_colorspace=matrix, dst_color_range="JPEG" if full else "MPEG",
+                interpolation=av.video.reformatter.Interpolation.ACCURATE_RND)
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.mark.parametrize(("pix_fmt", "matrix", "colorspace", "full"), [
+    ("yuv420p", "ITU709", 1, False),
+    ("yuv420p10le", "ITU709", 1, False),
+    ("yuv422p12le", "BT2020", 9, True),
+    ("yuv444p10le", "ITU601", 6, False),
+])
+def test_high_bit_depth_video_decodes_the_right_colours(tmp_path, pix_fmt, matrix, colorspace,
+                                                        full):
+    clip = _swscale_clip(tmp_path / "p.mkv", pix_fmt, matrix, colorspace, full)
+    with VideoReader(clip) as reader:
+        frame = next(iter(reader))
+    # swscale's own high-bit-depth encoding is up to about 1/255 bright; the fault this guards
+    # against read red (200,30,30) as (199,0,87).
+    assert np.abs(_patch_colours(frame) - np.array(PATCHES)).max() < 1.5
+
+
+def _yuv_planes(bits: int, kr: float, kb: float, full: bool) -> tuple[np.ndarray, ...]:
+    """4:2:0 code values of the four patches, computed here from the Y'CbCr definition."""
+    rgb = _patch_picture()[::2, ::2].astype(float) / 65535  # flat patches: one value per block
+    y = kr * rgb[..., 0] + (1 - kr - kb) * rgb[..., 1] + kb * rgb[..., 2]
+    cb, cr = (rgb[..., 2] - y) / (2 - 2 * kb), (rgb[..., 0] - y) / (2 - 2 * kr)
+    if full:
+        top = 2**bits - 1
+        planes = (y * top, cb * top + 2 ** (bits - 1), cr * top + 2 ** (bits - 1))
+    else:
+        s = 2 ** (bits - 8)
+        planes = ((16 + 219 * y) * s, (128 + 224 * cb) * s, (128 + 224 * cr) * s)
+    luma = np.repeat(np.repeat(planes[0], 2, 0), 2, 1)
+    return tuple(np.round(p).astype(np.uint16) for p in (luma, planes[1], planes[2]))
+
+
+def _planar_frame(planes: tuple[np.ndarray, ...], pix_fmt: str) -> av.VideoFrame:
+    frame = av.VideoFrame(planes[0].shape[1], planes[0].shape[0], pix_fmt)
+    for plane, values in zip(frame.planes, planes, strict=True):
+        rows = np.zeros((plane.height, plane.line_size // 2), np.uint16)
+        rows[:, : plane.width] = values
+        plane.update(rows.tobytes())
+    return frame
+
+
+@pytest.mark.parametrize(("bits", "colorspace", "weights", "full"), [
+    (10, 1, (0.2126, 0.0722), False), (12, 9, (0.2627, 0.0593), False),
+    (10, 5, (0.299, 0.114), True)])
+def test_high_bit_depth_decoding_matches_the_definition(tmp_path, bits, colorspace, weights,
+                                                        full):
+    pix_fmt = f"yuv420p{bits}le"
+    with av.open(str(tmp_path / "x.mkv"), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt = pix_fmt
+        stream.codec_context.colorspace = colorspace
+        stream.codec_context.color_range = 2 if full else 1
+        frame = _planar_frame(_yuv_planes(bits, *weights, full), pix_fmt)
+        frame.pts = 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with VideoReader(tmp_path / "x.mkv") as reader:
+        got = _patch_colours(next(iter(reader)))
+    # Only the code values' own rounding remains: half a code step through the matrix.
+    assert np.abs(got - np.array(PATCHES)).max() < 1.2 * 255 / 2**bits
+
+
+def test_full_range_yuv_is_written_without_a_shift(tmp_path):
+    """swscale's full-range RGB -> YUV puts chroma half a code low (-0.8/255 in red and blue
+    after a round trip); the writer converts full range itself."""
+    frames = _smooth_frames(2, 32, 48)
+    with VideoWriter(tmp_path / "f.mkv", fps=10, width=48, height=32, codec="ffv1",
+                     pix_fmt="yuv444p", colour=ColourTags(1, 1, 1, 2)) as w:
+        for f in frames:
+            w.write(f)
+    with VideoReader(tmp_path / "f.mkv") as r:
+        assert r.info.colour == ColourTags(1, 1, 1, 2)
+        got = torch.stack(list(r))
+    shift = (got - torch.stack(frames)).mean(dim=(0, 2, 3)) * 255
+    assert shift.abs().max() < 0.15, shift
+
+
+@pytest.mark.parametrize("shift", [(0, 0), (1, 0), (1, 1)])
+def test_yuv_conversions_invert_each_other(shift):
+    image = torch.stack(_smooth_frames(1, 30, 42)[0:1])[0]
+    planes = rgb_to_yuv(image, bits=16, matrix=9, full_range=False, shift=shift)
+    back = yuv_to_rgb(planes, bits=16, matrix=9, full_range=False, shift=shift)
+    error = back - image
+    if shift == (0, 0):  # 16-bit codes without subsampling: exact to the code step
+        assert error.abs().max() < 5e-5
+    else:  # subsampled chroma smooths the picture's colour a little, without a bias
+        assert error.mean(dim=(1, 2)).abs().max() < 1e-3 and error.abs().mean() < 4e-3

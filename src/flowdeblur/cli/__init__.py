@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 
 from .. import __version__
-from ..errors import UserError
+from ..errors import OptionError, UserError
 from . import bench, deblur, demo, import_release, info, synth, train
 from . import eval as eval_command
 from .common import one_line_warnings
@@ -32,7 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMANDS:
         module.add_parser(sub)
+    for command in sub.choices.values():
+        command.set_defaults(option_flags=option_flags(command))
     return parser
+
+
+def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Each option's destination name -> its long flag (``tile_overlap`` -> ``--tile-overlap``),
+    so that an :class:`OptionError` raised by the library names the flag the user typed."""
+    flags = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's options
+        longs = [s for s in action.option_strings if s.startswith("--")]
+        if longs:
+            flags.setdefault(action.dest, longs[0])
+    return flags
 
 
 class Terminated(KeyboardInterrupt):
@@ -65,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         with one_line_warnings(), terminate_like_interrupt():
             return int(args.run(args) or 0)
     except UserError as e:
-        print(f"flowdeblur: error: {e}", file=sys.stderr)
+        flag = isinstance(e, OptionError) and args.option_flags.get(e.option)
+        print(f"flowdeblur: error: {e.with_flag(flag) if flag else e}", file=sys.stderr)
         return 2
     except Terminated:
         print("flowdeblur: terminated", file=sys.stderr)

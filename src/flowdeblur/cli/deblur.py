@@ -14,8 +14,15 @@ import argparse
 
 from ..inference import deblur_video
 from ..inference.ensemble import check_ensemble
+from ..media.video_writer import CHROMA_CHOICES, DEFAULT_CHROMA, DEFAULT_CRF
 from ..runtime import Runtime
-from .common import load_model
+from .common import (
+    add_ensemble_option,
+    add_progress_option,
+    add_runtime_options,
+    add_weights_option,
+    load_model,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -36,16 +43,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="a video file, a folder of frames, or image files (in order)",
     )
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="video name or folder")
-    p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped ones)")
+    add_weights_option(p)
     run_opts = p.add_argument_group("how to run")
-    run_opts.add_argument(
-        "--device", default="auto", help="auto (CUDA if available), cpu, cuda or cuda:N"
-    )
-    run_opts.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-        help="auto (default): bf16 on CUDA and on CPUs with native bf16 (AVX512-BF16, AMX), "
-        "else fp32; or fp32, or autocast to bf16/fp16 (fp16 needs CUDA)",
-    )
+    add_runtime_options(run_opts, auto_precision="bf16 on CUDA and on CPUs with native bf16 "
+                        "(AVX512-BF16, AMX), else fp32")
     run_opts.add_argument(
         "--batch", type=int, default=1, metavar="N",
         help="frames per network call (tiles per call with --tile); default 1",
@@ -61,11 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="pixels shared by neighbouring tiles, blended with a raised cosine "
         "(default: a quarter of the tile, at most 128)",
     )
-    run_opts.add_argument(
-        "--ensemble", type=int, default=1, metavar="N",
-        help="average the outputs for N flipped/transposed copies of each frame: 1 (default), "
-        "2, 4 or 8; sharper (docs/BENCHMARKS.md, \"Self-ensemble\"), N times slower",
-    )
+    add_ensemble_option(run_opts)
     run_opts.add_argument(
         "--no-scene-cuts", action="store_true",
         help="pair every frame with t+1 even across a scene cut (default: a frame whose "
@@ -73,13 +70,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     out_opts = p.add_argument_group("output")
     out_opts.add_argument(
-        "--crf", type=int, default=18,
-        help="H.264 quality, 0 (best) .. 51 (worst); default 18, visually lossless",
+        "--crf", type=int, default=DEFAULT_CRF,
+        help=f"H.264/HEVC quality, 0 (best) .. 51 (worst); default {DEFAULT_CRF}, which keeps "
+        "about 90%% of the gain a PNG output shows (docs/BENCHMARKS.md, \"Video outputs\")",
+    )
+    out_opts.add_argument(
+        "--chroma", choices=CHROMA_CHOICES, default=DEFAULT_CHROMA,
+        help="chroma of an 8-bit video output: 444 (default; H.264 High 4:4:4, played by "
+        "FFmpeg-based players such as VLC and mpv) or 420 (plays on phones, browsers and "
+        "editors; blurs colour edges, pads odd sizes)",
     )
     out_opts.add_argument(
         "--lossless", action="store_true",
         help="exact RGB at the exact size (FFV1 in .mkv, else H.264 RGB at crf 0) instead of "
         "yuv420p, which pads odd sizes by one pixel",
+    )
+    out_opts.add_argument(
+        "--codec", choices=("auto", "h264"), default="auto",
+        help="video codec for a 10/12-bit input: auto (HEVC Main 10/12, keeping the depth) or "
+        "h264 (H.264 High 10: plays in fewer players); 8-bit inputs are always H.264",
     )
     out_opts.add_argument(
         "--fps", type=float, help="frame rate of a video made from images (default 30)"
@@ -95,27 +104,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="also write each frame's estimated flow, colour-coded (Middlebury wheel), to DIR",
     )
     out_opts.add_argument(
-        "--overwrite", action="store_true", help="replace OUTPUT (and DIR) if they exist"
+        "--overwrite", action="store_true",
+        help="replace OUTPUT (and DIR) if they are previous outputs of flowdeblur (tagged "
+        "videos, PNGs and JPEGs; folders holding only what flowdeblur wrote); anything else, "
+        "and any input, is never replaced",
     )
-    out_opts.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(out_opts)
     p.set_defaults(run=run)
+
+
+def speed(frames_per_second: float) -> str:
+    """A rate as people read it: frames per second, or seconds per frame when under one."""
+    if frames_per_second >= 1 or frames_per_second == 0:
+        return f"{frames_per_second:.2f} frames/s"
+    return f"{1 / frames_per_second:.2f} s/frame"
 
 
 def run(args: argparse.Namespace) -> int:
     # Resolved before the weights load, so a wrong option costs nothing.
-    runtime = Runtime.resolve(args.device, args.precision)
+    Runtime.resolve(args.device, args.precision)
     check_ensemble(args.ensemble)
     model = load_model(args.weights)
     result = deblur_video(
         args.inputs if len(args.inputs) > 1 else args.inputs[0],
         args.output,
         model=model,
-        device=runtime.device,
-        precision=runtime.precision,
+        device=args.device,
+        precision=args.precision,
         batch=args.batch,
         tile=args.tile,
         tile_overlap=args.tile_overlap,
         crf=args.crf,
+        chroma=args.chroma,
         lossless=args.lossless,
         fps=args.fps,
         bits=args.bits,
@@ -125,11 +145,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         scene_cuts=not args.no_scene_cuts,
         ensemble=args.ensemble,
+        video_codec=None if args.codec == "auto" else args.codec,
     )
     what = {"video": "video", "images": "folder", "image": "image"}[result.kind]
     print(
         f"wrote {result.num_frames} frame{'s' * (result.num_frames != 1)} to {what} "
-        f"{result.output} ({result.frames_per_second:.2f} frames/s, {runtime.describe()})"
+        f"{result.output} ({speed(result.frames_per_second)}, {result.runtime})"
     )
     if args.save_flow:
         print(f"flow pictures in {args.save_flow}")

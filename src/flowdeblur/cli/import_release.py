@@ -22,7 +22,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "(zhjwustc/tcsvt21_flow_deblur_matcaffe; its README links the .caffemodel) and "
             "write it as a flowdeblur weights file that deblur, eval and demo take with "
             "--weights. The file is checked layer by layer against the release's network; "
-            "nothing is written if it does not fit. Needs the protobuf package, not Caffe. "
+            "nothing is written if it does not fit, holds NaN or infinite values, or "
+            "overflows the chosen --dtype; files over 256 MB are refused unread (the "
+            "release's is 33 MB). Needs the protobuf package, not Caffe. "
             "The release zero-pads frames to multiples of 64; `flowdeblur eval --protocol "
             "release` reproduces that."
         ),

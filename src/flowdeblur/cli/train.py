@@ -18,7 +18,7 @@ import signal
 from pathlib import Path
 
 from ..errors import UserError
-from ..training.config import TrainConfig, load_config, to_dict, to_yaml
+from ..training.config import TrainConfig, flatten, load_config, to_dict, to_yaml
 from ..training.loop import train
 
 
@@ -40,25 +40,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "the run folder's config.yaml; key=value overrides apply on top of it")
     p.add_argument("--adopt-config", action="store_true",
                    help="with --resume: continue with --config even where it differs from "
-                   "the run's saved config")
+                   "the run's saved config.yaml, or with an edited config.yaml even where it "
+                   "differs from the config saved in the checkpoint")
+    p.add_argument("--accept-unverified", action="store_true",
+                   help="with --resume: also load a checkpoint that has no .sha256 checksum "
+                   "file beside it (skipped otherwise)")
     p.add_argument("--init-weights", metavar="FILE",
                    help="start from these weights only, optimiser reset "
                    "(same as model.init_weights=FILE)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved config as YAML and exit")
     p.set_defaults(run=run)
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, object]:
-    """A config dict as dotted keys; ``data.synthetic`` and ``data.degrade`` are free-form
-    dicts (overrides of other dataclasses), compared whole."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value and key != "synthetic" and key != "degrade":
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _resumed_config(args: argparse.Namespace, asked: TrainConfig,
@@ -72,11 +64,11 @@ def _resumed_config(args: argparse.Namespace, asked: TrainConfig,
     if not saved_path.is_file():
         raise UserError(f"--resume: {saved_path} not found (was a run started in "
                         f"{asked.run_dir}?)")
-    saved = _flatten(to_dict(load_config(saved_path)))
+    saved = flatten(to_dict(load_config(saved_path)))
     resumed = load_config(saved_path, overrides)
     given = {o.partition("=")[0].strip() for o in overrides}
     if args.config is not None:
-        differs = [k for k, v in _flatten(to_dict(asked)).items()
+        differs = [k for k, v in flatten(to_dict(asked)).items()
                    if saved.get(k) != v and k not in given]
         if differs and not args.adopt_config:
             shown = ", ".join(sorted(differs)[:6]) + (" ..." if len(differs) > 6 else "")
@@ -84,7 +76,7 @@ def _resumed_config(args: argparse.Namespace, asked: TrainConfig,
                             "drop --config to continue as saved, or pass --adopt-config")
         if args.adopt_config:
             resumed = asked
-    now = _flatten(to_dict(resumed))
+    now = flatten(to_dict(resumed))
     changed = sorted(k for k in now if now[k] != saved.get(k))
     if changed:
         print("flowdeblur train: resuming with " + ", ".join(f"{k}={now[k]}" for k in changed))
@@ -98,13 +90,20 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"run_dir={args.run_dir}")
     if args.init_weights:
         overrides.append(f"model.init_weights={args.init_weights}")
+    if (args.accept_unverified or args.adopt_config) and not args.resume:
+        flag = "--accept-unverified" if args.accept_unverified else "--adopt-config"
+        raise UserError(f"{flag} applies only with --resume")
     config = load_config(args.config, overrides)
     if args.resume:
         config = _resumed_config(args, config, overrides)
     if args.print_config:
         print(to_yaml(config), end="")
         return 0
-    result = train(config, resume=args.resume)
+    # What this command line changes on purpose; any other difference from the resumed
+    # checkpoint's config (a hand-edited config.yaml) is refused unless adopted.
+    given = None if args.adopt_config else [o.partition("=")[0].strip() for o in overrides]
+    result = train(config, resume=args.resume, accept_unverified=args.accept_unverified,
+                   overrides=given)
     if result["interrupted"]:
         return 128 + int(getattr(signal, result["interrupted"]))
     return 0

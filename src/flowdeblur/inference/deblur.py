@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +32,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..errors import UserError
-from ..media import FrameSource, rotate_flow_for_display, rotate_for_display
-from ..media.atomic import check_can_create, remove_stale_temporaries
+from ..errors import OptionError, UserError
+from ..media import FrameSource, is_image_path, rotate_flow_for_display, rotate_for_display
+from ..media.atomic import TargetLock, check_can_create, remove_stale_temporaries
+from ..media.images import check_image_bits
+from ..media.video_writer import DEFAULT_CHROMA, DEFAULT_CRF
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
 from ..viz import flow_to_color
@@ -42,9 +45,9 @@ from ..weights import load_pretrained
 from . import memory
 from .ensemble import check_ensemble, self_ensemble
 from .forward import Deblurred, Forward, run_network
-from .outputs import FolderOutput, check_destinations, display_rotation, open_output
+from .outputs import FolderOutput, Output, check_destinations, display_rotation, open_output
 from .scene_cuts import is_scene_cut
-from .stream import FrameTriple, frame_triples
+from .stream import FrameTriple, as_frame, as_given, flow_as_given, frame_triples
 from .tiling import check_tiling, deblur_tiles
 
 __all__ = ["DeblurResult", "deblur_frames", "deblur_image_pair", "deblur_video"]
@@ -93,10 +96,10 @@ def _deblur_batch(
 
 def deblur_image_pair(
     model: FlowDeblurNet,
-    frame_t: torch.Tensor,
-    frame_next: torch.Tensor | None = None,
+    frame_t: torch.Tensor | np.ndarray,
+    frame_next: torch.Tensor | np.ndarray | None = None,
     *,
-    frame_prev: torch.Tensor | None = None,
+    frame_prev: torch.Tensor | np.ndarray | None = None,
     device: str | torch.device = "auto",
     precision: str = "auto",
     tile: int | None = None,
@@ -108,11 +111,14 @@ def deblur_image_pair(
     """Deblur ``frame_t`` given its neighbour ``frame_next`` (t+1, or t-1 for a last frame).
 
     ``frame_next`` may be omitted: the frame is then paired with itself (no flow guidance).
-    Moves ``model`` to the device and puts it in eval mode. A single call runs eager and in
-    NCHW whatever the runtime says: one pair amortises no weight copy or graph capture.
+    Moves ``model`` to the device and puts it in eval mode; runs without gradients. A single
+    call runs eager and in NCHW whatever the runtime says: one pair amortises no weight copy
+    or graph capture. The result has the form of ``frame_t``: tensors give tensors, an
+    (H, W, 3) NumPy frame gives an (H, W, 3) array of its dtype (and an (H, W, 2) float32 flow).
 
     Args:
-        frame_t, frame_next, frame_prev: (3, H, W) or (N, 3, H, W) floats in [0, 1], any H, W.
+        frame_t, frame_next, frame_prev: (3, H, W) or (N, 3, H, W) floats in [0, 1], any H, W;
+            or (H, W, 3) NumPy arrays (uint8, uint16, or float in [0, 1]).
         device, precision: see :meth:`flowdeblur.runtime.Runtime.resolve`; or pass a resolved
             ``runtime`` instead.
         tile: deblur in tiles of this size (see :func:`~.tiling.deblur_tiled`); None: whole.
@@ -120,8 +126,20 @@ def deblur_image_pair(
             :mod:`.ensemble`), each costing one forward.
     Returns:
         (3, H, W) or (N, 3, H, W) float32 in [0, 1] on ``frame_t``'s device (and with
-        ``return_flow``, the flow t -> neighbour (2, H, W) or (N, 2, H, W) in pixels).
+        ``return_flow``, the flow t -> neighbour (2, H, W) or (N, 2, H, W) in pixels); NumPy
+        as said above for NumPy frames.
     """
+    if isinstance(frame_t, np.ndarray):
+        given = frame_t
+        frames = [as_frame(0, f) if isinstance(f, np.ndarray) else f
+                  for f in (frame_t, frame_next, frame_prev)]
+        result = deblur_image_pair(
+            model, *frames[:2], frame_prev=frames[2], device=device, precision=precision,
+            tile=tile, tile_overlap=tile_overlap, return_flow=return_flow, runtime=runtime,
+            ensemble=ensemble)
+        if return_flow:
+            return as_given(result[0], given), flow_as_given(result[1], given)
+        return as_given(result, given)
     tile_overlap = check_tiling(tile, tile_overlap)
     check_ensemble(ensemble)
     runtime = _runtime(runtime, device, precision)
@@ -177,7 +195,8 @@ def deblur_frames(
     warning: the flow guidance is then off). 'bidirectional' models also get t-1 (mirrored at
     the ends); 'single_frame' ones see frame t only. Holds at most ``batch + 2`` input frames,
     so memory stays bounded however long the input is. Runs through ``runtime.prepare(model)``
-    (resolved from ``device`` and ``precision`` unless given).
+    (resolved from ``device`` and ``precision`` unless given), without gradients. The outputs
+    have the form of the inputs: tensors give tensors, NumPy frames give NumPy frames.
 
     Args:
         frames: iterable of (3, H, W) float tensors in [0, 1] or (H, W, 3) NumPy arrays
@@ -191,19 +210,39 @@ def deblur_frames(
             (1, 2, 4 or 8; :mod:`.ensemble`): sharper, and that many times slower.
     Yields:
         (3, H, W) float32 in [0, 1] on the input frame's device, one per input frame, in
-        order (or ``(image, flow)`` tuples with ``return_flow``).
+        order (or ``(image, flow)`` tuples with ``return_flow``); for NumPy frames, (H, W, 3)
+        arrays of the input's dtype (integers over their full range, floats in [0, 1]) and
+        (H, W, 2) float32 flows.
     """
-    if batch < 1:
-        raise UserError(f"--batch must be at least 1, got {batch}")
+    _check_batch(batch)
     tile_overlap = check_tiling(tile, tile_overlap)
     check_ensemble(ensemble)
     runtime = _runtime(runtime, device, precision)
     _check_flow_wanted(model, return_flow)
-    return _deblur_stream(
-        self_ensemble(runtime.prepare(model), ensemble), frame_triples(frames),
-        device=runtime.device, in_frames=model.in_frames, batch=batch, tile=tile,
-        overlap=tile_overlap, want_flow=return_flow, scene_cuts=scene_cuts,
-    )
+    forward = self_ensemble(runtime.prepare(model), ensemble)
+
+    def deblur(given: Iterable[torch.Tensor | np.ndarray]) -> Iterator:
+        return _deblur_stream(
+            forward, frame_triples(given), device=runtime.device, in_frames=model.in_frames,
+            batch=batch, tile=tile, overlap=tile_overlap, want_flow=return_flow,
+            scene_cuts=scene_cuts)
+
+    return _returned_as_given(frames, deblur)
+
+
+def _returned_as_given(frames: Iterable[torch.Tensor | np.ndarray],
+                       deblur: Callable[[Iterable], Iterator]) -> Iterator:
+    """``deblur(frames)``'s outputs in the form the frames were given (:func:`.stream.as_given`),
+    judged by the first frame; lazy, like ``deblur`` itself."""
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        return
+    for item in deblur(itertools.chain([first], frames)):
+        if isinstance(item, tuple):
+            yield as_given(item[0], first), flow_as_given(item[1], first)
+        else:
+            yield as_given(item, first)
 
 
 def _groups(triples: Iterator[FrameTriple], size: int) -> Iterator[list[FrameTriple]]:
@@ -291,6 +330,7 @@ class DeblurResult:
     num_frames: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    runtime: str = ""  # how the network ran (Runtime.describe())
 
     @property
     def frames_per_second(self) -> float:
@@ -315,15 +355,23 @@ class _InputFacts:
     frame: torch.Tensor | None
 
 
-def _check_options(*, batch: int, bits: int, crf: int, fps: float | None) -> None:
+def _check_batch(batch: int) -> None:
     if batch < 1:
-        raise UserError(f"--batch must be at least 1, got {batch}")
+        raise OptionError("batch", f"{{option}} must be at least 1, got {batch}")
+
+
+def _check_options(*, batch: int, bits: int, crf: int, fps: float | None,
+                   output: Path) -> None:
+    _check_batch(batch)
     if bits not in (8, 16):
-        raise UserError(f"--bits must be 8 or 16, got {bits}")
+        raise OptionError("bits", f"{{option}} must be 8 or 16, got {bits}")
+    if is_image_path(output):
+        check_image_bits(output, bits)
     if not 0 <= crf <= 51:
-        raise UserError(f"--crf must be between 0 and 51, got {crf}")
+        raise OptionError("crf", f"{{option}} must be between 0 and 51, got {crf}")
     if fps is not None and not MIN_FPS <= fps <= MAX_FPS:  # also refuses nan and inf
-        raise UserError(f"--fps must be a frame rate from {MIN_FPS} to {MAX_FPS:,} frames per "
+        raise OptionError("fps", f"{{option}} must be a frame rate from {MIN_FPS} to {MAX_FPS:,} "
+                          "frames per "
                         f"second, got {fps}")
 
 
@@ -386,7 +434,8 @@ def deblur_video(
     batch: int = 1,
     tile: int | None = None,
     tile_overlap: int | None = None,
-    crf: int = 18,
+    crf: int = DEFAULT_CRF,
+    chroma: str = DEFAULT_CHROMA,
     lossless: bool = False,
     fps: float | None = None,
     bits: int = 8,
@@ -396,6 +445,7 @@ def deblur_video(
     progress: bool = True,
     scene_cuts: bool = True,
     ensemble: int = 1,
+    video_codec: str | None = None,
 ) -> DeblurResult:
     """Deblur a video file, a folder of frames or a list of image files, streaming.
 
@@ -427,48 +477,84 @@ def deblur_video(
             (upright, the vectors turned with the picture).
         progress: show a tqdm progress bar (frames/s) on stderr.
         scene_cuts, ensemble: see :func:`deblur_frames`.
+        precision: as for :func:`deblur_frames`, except that ``"auto"`` runs a video deeper
+            than 8 bits in fp32 (bf16 keeps about 8 bits of each value).
+        video_codec: "h264" stores a 10/12-bit video as H.264 High 10 rather than HEVC.
+        chroma: "444" (default) or "420", the chroma of an 8-bit H.264 output: 4:2:0 plays
+            everywhere but loses about a third of the gain at crf 6 (docs/BENCHMARKS.md).
     Returns:
         A :class:`DeblurResult`.
     """
     inputs = [input] if isinstance(input, (str, os.PathLike)) else list(input)
     if not inputs:
         raise UserError("no input given")
+    output = Path(output)
+    flow_dir = Path(save_flow) if save_flow is not None else None
     # Cheap checks first, so a mistake costs nothing and writes nothing.
-    _check_options(batch=batch, bits=bits, crf=crf, fps=fps)
+    _check_options(batch=batch, bits=bits, crf=crf, fps=fps, output=output)
     check_ensemble(ensemble)
     if tile != 0:
         check_tiling(tile, tile_overlap)
     runtime = Runtime.resolve(device, precision)
-    output = Path(output)
-    flow_dir = Path(save_flow) if save_flow is not None else None
+    with contextlib.ExitStack() as held:
+        # Held from the checks to the publishing, so no other flowdeblur run writes there.
+        for target, what in ((output, "OUTPUT"), (flow_dir, "--save-flow folder")):
+            if target is not None:
+                held.enter_context(TargetLock(target, what))
+        _prepare_destinations(output, flow_dir, inputs, overwrite=overwrite)
+        source = FrameSource(inputs[0] if len(inputs) == 1 else inputs)
+        if precision == "auto" and source.info is not None and source.info.bits > 8:
+            runtime = Runtime.resolve(device, "fp32")
+        tile = _tile_for(source, tile, batch=batch, device=runtime.device)
+        sink = open_output(output, source, audio_from=inputs[0], crf=crf, lossless=lossless,
+                           fps=fps, bits=bits, side_by_side=side_by_side, overwrite=overwrite,
+                           video_codec=video_codec, chroma=chroma)
+        flow_sink = _flow_output(flow_dir, sink.names, overwrite=overwrite)
+        model = model if model is not None else load_pretrained()
+        _check_flow_wanted(model, flow_sink is not None)
+        start = time.perf_counter()
+        frames = _deblurred_frames(
+            source, model, side_by_side=side_by_side, want_flow=flow_sink is not None,
+            upright=sink.upright, runtime=runtime, batch=batch, tile=tile,
+            tile_overlap=check_tiling(tile, tile_overlap), scene_cuts=scene_cuts,
+            ensemble=ensemble,
+        )
+        done = _write_outputs(frames, sink, flow_sink, total=len(source), progress=progress)
+    return DeblurResult(output=output, kind=sink.kind, num_frames=done,
+                        seconds=time.perf_counter() - start, notes=sink.notes,
+                        runtime=runtime.describe())
+
+
+def _prepare_destinations(output: Path, flow_dir: Path | None, inputs: list, *,
+                          overwrite: bool) -> None:
+    """The checks on where the outputs go (:func:`~.outputs.check_destinations`, writable),
+    then the removal of what a killed run to the same places left."""
     check_destinations(output, flow_dir, inputs, overwrite=overwrite)
     for target, what in ((output, "OUTPUT"), (flow_dir, "--save-flow folder")):
         if target is not None:
             check_can_create(target, what)  # a read-only place fails now, not after the work
             remove_stale_temporaries(target)  # what a killed run to the same place left
 
-    source = FrameSource(inputs[0] if len(inputs) == 1 else inputs)
-    tile = _tile_for(source, tile, batch=batch, device=runtime.device)
-    tile_overlap = check_tiling(tile, tile_overlap)
-    sink = open_output(output, source, audio_from=inputs[0], crf=crf, lossless=lossless,
-                       fps=fps, bits=bits, side_by_side=side_by_side)
-    flow_sink = FolderOutput(flow_dir, sink.names) if flow_dir is not None else None
-    model = model if model is not None else load_pretrained()
-    _check_flow_wanted(model, flow_sink is not None)
 
-    start = time.perf_counter()
-    frames = _deblurred_frames(
-        source, model, side_by_side=side_by_side, want_flow=flow_sink is not None,
-        upright=sink.upright, runtime=runtime, batch=batch, tile=tile, tile_overlap=tile_overlap,
-        scene_cuts=scene_cuts, ensemble=ensemble,
-    )
+def _flow_output(flow_dir: Path | None, names: list[str], *,
+                 overwrite: bool) -> FolderOutput | None:
+    if flow_dir is None:
+        return None
+    flow_sink = FolderOutput(flow_dir, names)
+    flow_sink.replace_ours, flow_sink.what = overwrite, "--save-flow folder"
+    return flow_sink
+
+
+def _write_outputs(frames: Iterator[_OutputFrame], sink: Output, flow_sink: Output | None, *,
+                   total: int, progress: bool) -> int:
+    """Write every frame to ``sink`` (and its flow to ``flow_sink``); returns the count.
+    Leaving the block publishes the outputs, the video first (its close() can still fail
+    while flushing the encoder), or removes them all if anything failed."""
     done = 0
-    # Leaving the block publishes the outputs, the video first (its close() can still fail
-    # while flushing the encoder), or removes them all if anything failed.
     with (
         flow_sink if flow_sink is not None else contextlib.nullcontext(),
         sink,
-        tqdm(total=len(source), unit="frame", disable=not progress, dynamic_ncols=True) as bar,
+        tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True) as bar,
     ):
         for frame in frames:
             sink.write(done, frame.image, pts=frame.pts)
@@ -476,5 +562,4 @@ def deblur_video(
                 flow_sink.write(done, flow_to_color(frame.flow))
             done += 1
             bar.update(1)
-    return DeblurResult(output=output, kind=sink.kind, num_frames=done,
-                        seconds=time.perf_counter() - start, notes=sink.notes)
+    return done

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
+from ..errors import OptionError
 from ..models import FlowDeblurOutput
 from .forward import Forward
 
@@ -60,7 +60,8 @@ def check_ensemble(size: int) -> int:
     """``size`` if it is one of :data:`ENSEMBLE_SIZES`, else a UserError naming them."""
     if size not in ENSEMBLE_SIZES:
         sizes = ", ".join(map(str, ENSEMBLE_SIZES))
-        raise UserError(f"--ensemble must be one of {sizes} (copies per frame), got {size}")
+        raise OptionError("ensemble", f"{{option}} must be one of {sizes} (copies per frame), "
+                                      f"got {size}")
     return size
 
 

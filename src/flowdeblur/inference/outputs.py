@@ -8,14 +8,14 @@ failure or an interrupt at any frame leaves nothing behind::
         out.write(index, image, pts=pts)          # once per frame, in order
     # a clean exit publishes, an exception aborts
 
-A folder output carries a small marker file (:data:`MARKER`), so that ``--overwrite`` can tell
-a previous output of ours, which it replaces whole, from a folder of anything else, which it
-refuses to touch.
+Every output carries a record of its writer (:mod:`flowdeblur.media.ownership`: a tag in a video
+or a PNG/JPEG, a marker file listing a folder's files), so that ``--overwrite`` can tell a
+previous output of ours, which it replaces whole, from anything else, which it never touches.
+An input is never replaced, nor a folder that holds one.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import warnings
@@ -24,14 +24,29 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
-from ..media import FrameSource, VideoWriter, is_image_path, is_video_path, write_image
+from ..errors import OptionError, UserError
+from ..media import (
+    FrameSource,
+    VideoWriter,
+    choose_encoding,
+    is_image_path,
+    is_video_path,
+    write_image,
+)
 from ..media.atomic import PendingFile, replace_path, temp_dir_beside
+from ..media.ownership import (
+    MARKER,
+    TAGGED_IMAGE_EXTENSIONS,
+    file_written_by_us,
+    foreign_entries,
+    tag_image_file,
+    write_folder_marker,
+)
+from ..media.video_writer import DEFAULT_CHROMA, DEFAULT_CRF
 
 PathLike = str | os.PathLike
 
-#: The file that marks a folder as an output of ``flowdeblur deblur`` (frames or flow pictures).
-MARKER = ".flowdeblur-output.json"
+__all__ = ["MARKER", "Output", "check_destinations", "open_output"]
 
 
 class Output:
@@ -54,6 +69,10 @@ class Output:
         self.path = Path(path)
         self.names = list(names)
         self.notes: list[str] = []
+        #: Whether a previous output of ours at :attr:`path` may be replaced (``--overwrite``).
+        self.replace_ours = False
+        #: How messages name :attr:`path` ("OUTPUT", "--save-flow folder").
+        self.what = "OUTPUT"
 
     def open(self) -> None:
         """Create the temporary output beside :attr:`path`."""
@@ -83,6 +102,10 @@ class Output:
             self.abort()
             return
         try:
+            # Checked again at the end: another program may have written there meanwhile
+            # (flowdeblur's own writers are kept out by the TargetLock held around the run).
+            check_free(self.path, self.replace_ours, self.what, folder=self.kind == "images",
+                       meanwhile=True)
             self.publish()
         except BaseException:
             self.abort()
@@ -90,8 +113,11 @@ class Output:
 
 
 class VideoOutput(Output):
-    """H.264 (``crf``) or lossless RGB video keeping a video source's timestamps and audio;
-    frames from images get ``fps`` (default 30).
+    """A video keeping a video source's timestamps, depth, colour tags, other streams (audio,
+    subtitles, timecode), metadata tags and chapters (:func:`~flowdeblur.media.choose_encoding`:
+    H.264 at ``crf`` for 8-bit, HEVC Main 10/12 for deeper sources or H.264 High 10 with
+    ``video_codec="h264"``, FFV1 or libx264rgb when ``lossless``); frames from images get
+    ``fps`` (default 30).
 
     ``upright`` False: frames of ``source``'s size as decoded, the source's display rotation
     recorded for players. True: pictures of ``width`` x ``height`` already turned for display
@@ -102,21 +128,19 @@ class VideoOutput(Output):
 
     def __init__(self, path: PathLike, source: FrameSource, *, width: int, height: int,
                  upright: bool, crf: int, lossless: bool, fps: float | None,
-                 audio_from: PathLike | None) -> None:
+                 audio_from: PathLike | None, video_codec: str | None = None,
+                 chroma: str = DEFAULT_CHROMA) -> None:
         super().__init__(path, output_names(source, len(source)))
         self.upright = upright
         info = source.info
-        if lossless:
-            codec = "ffv1" if self.path.suffix.lower() == ".mkv" else "libx264rgb"
-            self._codec = {"codec": codec, "crf": 0}
-        else:
-            self._codec = {"codec": "libx264", "crf": crf}
+        self._codec, self._encoding_notes = choose_encoding(
+            self.path, info, crf=crf, lossless=lossless, codec=video_codec, chroma=chroma)
         self._video = {
             "fps": info.fps if info is not None else (fps or 30),
             "width": width,
             "height": height,
             "rotation": info.rotation if info is not None and not upright else 0,
-            "audio_from": audio_from if info is not None and info.has_audio else None,
+            "streams_from": audio_from if info is not None else None,
             "time_base": info.time_base if info is not None else None,
         }
         self._writer: VideoWriter | None = None
@@ -125,11 +149,15 @@ class VideoOutput(Output):
 
     def open(self) -> None:
         self._writer = VideoWriter(self.path, **self._video, **self._codec)
+        for note in self._encoding_notes:
+            self.notes.append(note)
+            warnings.warn(note, UserWarning, stacklevel=2)
         if self._writer.padded:
             self.notes.append(
                 f"padded {self._writer.width}x{self._writer.height} to "
                 f"{self._writer.output_width}x{self._writer.output_height} by one replicated "
-                "pixel (H.264 yuv420p needs even sizes); use --lossless to keep the exact size"
+                f"pixel ({self._writer.codec} {self._writer.pix_fmt} needs even sizes); "
+                "--chroma 444 or --lossless keep the exact size"
             )
             warnings.warn(self.notes[-1], UserWarning, stacklevel=2)
 
@@ -160,18 +188,24 @@ class FolderOutput(Output):
         super().__init__(path, names)
         self.bits = bits
         self._tmp: Path | None = None
+        self._written: list[str] = []
 
     def open(self) -> None:
         try:
             self._tmp = temp_dir_beside(self.path)
         except OSError as e:
             raise UserError(f"cannot write beside {self.path}: {e.strerror or e}") from None
-        (self._tmp / MARKER).write_text(json.dumps({"written_by": "flowdeblur deblur"}) + "\n")
 
     def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
-        write_image(self._tmp / self.name(index), image, bits=self.bits)
+        name = self.name(index)
+        _write_picture(self._tmp / name, image, bits=self.bits, output=self.path)
+        self._written.append(name)
 
     def publish(self) -> None:
+        try:
+            write_folder_marker(self._tmp, self._written)
+        except OSError as e:
+            raise UserError(f"cannot write OUTPUT {self.path}: {e.strerror or e}") from None
         replace_path(self._tmp, self.path)
 
     def abort(self) -> None:
@@ -196,7 +230,9 @@ class ImageOutput(Output):
             raise UserError(f"cannot write beside {self.path}: {e.strerror or e}") from None
 
     def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
-        write_image(self._file.path, image, bits=self.bits)
+        _write_picture(self._file.path, image, bits=self.bits, output=self.path)
+        if self.path.suffix.lower() in TAGGED_IMAGE_EXTENSIONS:
+            tag_image_file(self._file.path)
 
     def publish(self) -> None:
         if self.path.is_dir():
@@ -208,24 +244,49 @@ class ImageOutput(Output):
             self._file.discard()
 
 
+def _write_picture(path: Path, image: torch.Tensor, *, bits: int, output: Path) -> None:
+    """:func:`~flowdeblur.media.write_image` into a temporary output, its errors naming the
+    output the user asked for rather than the hidden temporary."""
+    try:
+        write_image(path, image, bits=bits)
+    except UserError as e:
+        reason = getattr(e.__cause__, "strerror", None) or e
+        raise UserError(f"cannot write OUTPUT {output}: {reason}") from e
+
+
 def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | None = None,
-                crf: int = 18, lossless: bool = False, fps: float | None = None, bits: int = 8,
-                side_by_side: bool = False) -> Output:
+                crf: int = DEFAULT_CRF, lossless: bool = False, fps: float | None = None,
+                bits: int = 8, side_by_side: bool = False, overwrite: bool = False,
+                video_codec: str | None = None, chroma: str = DEFAULT_CHROMA) -> Output:
     """The :class:`Output` that ``path``'s name asks for: a video extension -> video, an image
     extension -> one image (UserError unless ``source`` has one frame), else a folder.
 
-    ``side_by_side``: frames will be input | output, twice as wide, upright. Nothing is written
-    until the output is opened.
+    ``side_by_side``: frames will be input | output, twice as wide, upright. ``overwrite``: a
+    previous output of ours at ``path`` may be replaced on publishing (checked again then).
+    ``video_codec``: "h264" stores a 10/12-bit video as H.264 High 10 instead of HEVC.
+    ``chroma``: "444" or "420", the chroma of an 8-bit H.264 output (see
+    :func:`~flowdeblur.media.choose_encoding`).
+    Nothing is written until the output is opened.
     """
-    path = Path(path)
+    output = _output_for(Path(path), source, audio_from=audio_from, crf=crf, lossless=lossless,
+                         fps=fps, bits=bits, side_by_side=side_by_side, video_codec=video_codec,
+                         chroma=chroma)
+    output.replace_ours = overwrite
+    return output
+
+
+def _output_for(path: Path, source: FrameSource, *, audio_from: PathLike | None, crf: int,
+                lossless: bool, fps: float | None, bits: int, side_by_side: bool,
+                video_codec: str | None, chroma: str) -> Output:
     if is_video_path(path):
         if not side_by_side:  # the frames as decoded, rotated by the player
             return VideoOutput(path, source, width=source.width, height=source.height,
                                upright=False, crf=crf, lossless=lossless, fps=fps,
-                               audio_from=audio_from)
+                               audio_from=audio_from, video_codec=video_codec, chroma=chroma)
         height, width = display_size(source)
         return VideoOutput(path, source, width=2 * width, height=height, upright=True, crf=crf,
-                           lossless=lossless, fps=fps, audio_from=audio_from)
+                           lossless=lossless, fps=fps, audio_from=audio_from,
+                           video_codec=video_codec, chroma=chroma)
     if not is_image_path(path):
         return FolderOutput(path, output_names(source, len(source)), bits=bits)
     if len(source) != 1:
@@ -272,7 +333,8 @@ def _is_within(path: Path, folder: Path) -> bool:
 
 def check_output_path(output: PathLike, inputs: Sequence[PathLike], what: str = "OUTPUT") -> None:
     """UserError if writing ``output`` could touch an input: the same path, a path inside an
-    input folder, or a folder that holds input frames (the PNGs could replace them)."""
+    input folder, a folder that holds input frames (the PNGs could replace them), or a folder
+    an input lies in (replacing it would delete the input)."""
     out = _resolved(output)
     for given in inputs:
         src = _resolved(given)
@@ -287,34 +349,66 @@ def check_output_path(output: PathLike, inputs: Sequence[PathLike], what: str = 
                 f"{what} {output} is the folder that holds the input {given}; its frames could "
                 "be overwritten: choose another folder"
             )
+        if _is_within(src, out):
+            raise UserError(
+                f"the input {given} lies inside {what} {output}, which the output would "
+                "replace; move the input out or choose another name"
+            )
 
 
 def is_our_folder_output(path: Path) -> bool:
-    """Whether ``path`` is a folder that ``flowdeblur deblur`` wrote (it holds :data:`MARKER`)."""
-    return path.is_dir() and (path / MARKER).is_file()
+    """Whether ``path`` is a folder that ``flowdeblur deblur`` wrote and nothing has been added
+    to since (its :data:`MARKER` lists every file in it)."""
+    return path.is_dir() and foreign_entries(path) == []
 
 
-def check_free(path: Path, overwrite: bool, what: str, *, folder: bool) -> None:
+def check_free(path: Path, overwrite: bool, what: str, *, folder: bool,
+               meanwhile: bool = False) -> None:
     """UserError unless an output (a folder of pictures if ``folder``, else one file) may be
     written at ``path``: nothing there, an empty folder (folder outputs), or, with
-    ``overwrite``, a previous output of the same kind (a file; a folder of ours)."""
+    ``overwrite``, a previous output of ours of the same kind (a tagged file; a folder holding
+    only what its marker lists). ``meanwhile``: the check made on publishing, after the work;
+    the message then says that the place was written during the run."""
     if not path.exists() and not path.is_symlink():
         return
     if path.is_symlink():
         raise UserError(f"{what} {path} is a symbolic link; give the path it points to")
     if folder:
-        if not path.is_dir():
-            raise UserError(f"{what} {path} is a file; a folder of pictures goes there (a "
-                            "video or image output needs a name with its extension)")
+        _check_folder_free(path, what)
         if not any(path.iterdir()):
             return
-        if not is_our_folder_output(path):
-            raise UserError(f"{what} {path} is a folder that flowdeblur did not write (no "
-                            f"{MARKER} in it); choose another name, or empty it yourself")
     elif path.is_dir():
         raise UserError(f"{what} {path} is a folder; choose a file name")
+    elif overwrite and not file_written_by_us(path):
+        raise UserError(
+            f"{what} {path} exists and is not an output of flowdeblur (it carries no "
+            "flowdeblur tag), so it is never replaced; choose another name or remove it "
+            "yourself")
+    if meanwhile and not overwrite:
+        raise UserError(f"{what} {path} was created by another program while deblurring; it "
+                        "is left as it is and the result is not written")
     if not overwrite:
-        raise UserError(f"{what} {path} already exists; pass --overwrite to replace it")
+        raise OptionError("overwrite", f"{what} {path} already exists; pass {{option}} to replace "
+                          "it", python="overwrite=True")
+
+
+def _check_folder_free(path: Path, what: str) -> None:
+    """UserError unless the folder ``path`` is empty or wholly a previous output of ours."""
+    if not path.is_dir():
+        raise UserError(f"{what} {path} is a file; a folder of pictures goes there (a "
+                        "video or image output needs a name with its extension)")
+    if not any(path.iterdir()):
+        return
+    foreign = foreign_entries(path)
+    if foreign is None:
+        raise UserError(f"{what} {path} is a folder that flowdeblur did not write (no "
+                        f"{MARKER} listing its files); choose another name, or empty it "
+                        "yourself")
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
+        raise UserError(f"{what} {path} holds files flowdeblur did not write ({shown}); it "
+                        "is never replaced: move them out or choose another name")
 
 
 def check_destinations(output: Path, flow_dir: Path | None, inputs: Sequence[PathLike], *,

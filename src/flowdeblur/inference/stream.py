@@ -16,7 +16,7 @@ import torch
 
 from ..data.pairing import neighbours
 from ..errors import UserError
-from ..media.pixels import to_tensor
+from ..media.pixels import quantize, to_tensor
 
 #: What a frame of :func:`frame_triples` (and so of ``deblur_frames``) may be.
 ACCEPTED_FRAMES = ("a (3, H, W) float tensor in [0, 1], or an (H, W, 3) NumPy array: uint8 "
@@ -63,12 +63,34 @@ def as_frame(index: int, frame: torch.Tensor | np.ndarray) -> torch.Tensor:
     return frame
 
 
+def as_given(image: torch.Tensor, like: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """A (3, H, W) float result in the form its input ``like`` had: tensors as they are,
+    NumPy frames as an (H, W, 3) array of ``like``'s dtype (integers rounded to the full range
+    of the dtype, floats in [0, 1])."""
+    if not isinstance(like, np.ndarray):
+        return image
+    if like.dtype in (np.uint8, np.uint16):
+        return quantize(image, 8 if like.dtype == np.uint8 else 16)
+    return image.detach().cpu().permute(1, 2, 0).numpy().astype(like.dtype)
+
+
+def flow_as_given(flow: torch.Tensor, like: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndarray:
+    """A (2, H, W) flow as its input frame ``like`` was given: a tensor, or for NumPy frames an
+    (H, W, 2) float32 array (channel 0 x right, 1 y down, pixels)."""
+    if not isinstance(like, np.ndarray):
+        return flow
+    return flow.detach().cpu().permute(1, 2, 0).contiguous().numpy().astype(np.float32)
+
+
 def _check_frame(index: int, frame: torch.Tensor, size: tuple[int, int] | None) -> None:
     if frame.dim() != 3 or frame.shape[0] != 3:
         raise ValueError(f"frame {index} must be {ACCEPTED_FRAMES}; got a tensor of shape "
                          f"{tuple(frame.shape)}")
     if not frame.is_floating_point():  # a uint8 frame would silently read as 0..255
         raise ValueError(f"frame {index} must be {ACCEPTED_FRAMES}; got a {frame.dtype} tensor")
+    if not bool(torch.isfinite(frame).all()):  # one NaN would spread to every paired output
+        raise ValueError(f"frame {index} holds NaN or infinite values; frames must be "
+                         f"{ACCEPTED_FRAMES}")
     if size is not None and tuple(frame.shape[-2:]) != size:
         raise UserError(
             f"frame {index} is {frame.shape[-1]}x{frame.shape[-2]} but the first frame is "
@@ -90,8 +112,9 @@ def frame_triples(frames: Iterable[torch.Tensor | np.ndarray]) -> Iterator[Frame
     """Lazily pair every frame of ``frames`` with its neighbours (see :class:`FrameTriple`).
 
     Holds frames t-1, t and t+1 only. A one-frame stream warns (:data:`SINGLE_FRAME_WARNING`).
-    Frames are :data:`ACCEPTED_FRAMES`. Raises ValueError for any other frame, UserError for
-    one whose size differs from the first frame's.
+    Frames are :data:`ACCEPTED_FRAMES`. Raises ValueError naming the frame's index for any
+    other frame (a NaN or infinite value included), UserError for one whose size differs from
+    the first frame's.
     """
     source = _checked(frames)
     first = next(source, None)

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from ..errors import UserError
+from ..errors import OptionError
 from ..models import pad_to_multiple
 from .forward import Deblurred, Forward, run_network
 
@@ -43,12 +43,14 @@ def check_tiling(tile: int | None, overlap: int | None) -> int | None:
     if tile is None:
         return None
     if tile < MIN_TILE:
-        raise UserError(f"--tile {tile} is too small: tiles must be at least {MIN_TILE} pixels")
+        raise OptionError("tile", f"{{option}} {tile} is too small: tiles must be at least "
+                          f"{MIN_TILE} pixels")
     if overlap is None:
         return default_tile_overlap(tile)
     if overlap < 0 or 2 * overlap > tile:
-        raise UserError(
-            f"--tile-overlap {overlap} must be between 0 and half the tile size ({tile // 2})"
+        raise OptionError(
+            "tile_overlap",
+            f"{{option}} {overlap} must be between 0 and half the tile size ({tile // 2})",
         )
     return overlap
 

@@ -17,16 +17,18 @@ from .images import (
     write_image,
 )
 from .video_reader import (
+    ColourTags,
     VideoInfo,
     VideoReader,
     is_video_path,
     rotate_flow_for_display,
     rotate_for_display,
 )
-from .video_writer import VideoWriter
+from .video_writer import VideoWriter, choose_encoding
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "ColourTags",
     "FrameSource",
     "VideoInfo",
     "VideoReader",
@@ -38,5 +40,6 @@ __all__ = [
     "read_image",
     "rotate_flow_for_display",
     "rotate_for_display",
+    "choose_encoding",
     "write_image",
 ]

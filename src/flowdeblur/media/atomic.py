@@ -12,16 +12,19 @@ have given it.
 Two shapes of the same rule: :func:`atomic_file` for a write that fits in one ``with`` block,
 :class:`PendingFile` for a writer that outlives one (a video encoder open across many calls).
 :func:`file_sha256` is the one digest used to verify files (checkpoints, downloaded sources).
+:class:`TargetLock` keeps two writers of one output apart.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -234,3 +237,65 @@ def make_parent_folder(path: PathLike) -> None:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UserError(f"cannot create output folder {parent}: {e.strerror or e}") from e
+
+
+def _lock_folder() -> Path:
+    """This user's folder of target locks (outside the output folders, so that a lock can be
+    taken before the output's folder exists and leaves nothing there)."""
+    folder = Path(tempfile.gettempdir()) / f"flowdeblur-locks-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+class TargetLock:
+    """Context manager: hold the one lock of an output ``target`` for the whole time it is
+    checked, written and published, so that two writers of the same target cannot both
+    succeed; UserError naming the holder's pid if another process holds it.
+
+    The lock is ``fcntl.flock`` on a file named after the SHA-256 of the target's absolute,
+    resolved path, in a per-user folder of the system's temporary folder: the kernel releases
+    it when the process ends in any way (``kill -9`` included). Writers of other users, or on
+    other machines sharing a network folder, are not seen.
+    """
+
+    def __init__(self, target: PathLike, what: str = "OUTPUT") -> None:
+        self.target = Path(target)
+        self.what = what
+        key = hashlib.sha256(str(Path(target).expanduser().resolve()).encode()).hexdigest()
+        self._name = key[:32] + ".lock"
+        self._fd: int | None = None
+        self.path: Path | None = None
+
+    def __enter__(self) -> TargetLock:
+        self.path = _lock_folder() / self._name
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise UserError(
+                    f"{self.what} {self.target} is being written by another flowdeblur "
+                    f"process ({holder}); wait for it to finish, or choose another name"
+                ) from None
+            # The previous holder unlinks the file before it lets go: a lock taken on an
+            # unlinked file is no lock, so take it again on the file now at that name.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is None:
+            return
+        self.path.unlink(missing_ok=True)  # while still held: see __enter__
+        os.close(self._fd)
+        self._fd = None

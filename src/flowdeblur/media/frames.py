@@ -21,7 +21,15 @@ from .video_reader import (
     VideoReader,
     count_video_packets,
     is_video_path,
+    shortfall_warning,
 )
+
+#: Said when a video's frames are interlaced: the network takes each woven frame as one picture,
+#: so the combing of moving edges looks like blur it cannot remove.
+INTERLACED_WARNING = (
+    "{path} is interlaced; its frames are deblurred as decoded (both fields woven together), "
+    "which leaves combing on moving edges: deinterlace it first (e.g. ffmpeg -vf bwdif) for "
+    "better results")
 
 
 class SourceFrame(NamedTuple):
@@ -89,6 +97,8 @@ class FrameSource:
         with VideoReader(path) as reader:
             self.info = reader.info
         self.height, self.width = self.info.height, self.info.width
+        if self.info.interlaced:
+            warnings.warn(INTERLACED_WARNING.format(path=path), UserWarning, stacklevel=3)
 
     def _init_images(self, files: list[Path]) -> None:
         seen: dict[str, Path] = {}
@@ -120,12 +130,9 @@ class FrameSource:
                 for timed in reader.iterate_with_pts():
                     yield SourceFrame(decoded, None, timed.image, timed.pts)
                     decoded += 1
-            declared = self.info.num_frames  # None: no count stated, nothing to compare
-            if declared is not None and decoded < declared:
-                warnings.warn(
-                    f"{self._path} declares {declared} frames but only {decoded} could be "
-                    "decoded (the file is truncated or damaged); the output has those "
-                    f"{decoded}", UserWarning, stacklevel=2)
+            message = shortfall_warning(self._path, self.info, decoded)
+            if message is not None:
+                warnings.warn(message, UserWarning, stacklevel=2)
             return
         for i, (path, name) in enumerate(zip(self.paths, self.names, strict=True)):
             frame = read_image(path)

@@ -188,6 +188,16 @@ def _array_to_rgb_tensor(arr: np.ndarray, path: Path) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def check_image_bits(path: PathLike, bits: int) -> None:
+    """UserError unless an image named ``path`` can be written with ``bits`` per channel
+    (8 for every format; 16 for PNG and TIFF)."""
+    if bits not in (8, 16):
+        raise UserError(f"bits must be 8 or 16, got {bits}")
+    suffix = Path(path).suffix.lower()
+    if bits == 16 and suffix not in (".png", ".tif", ".tiff"):
+        raise UserError(f"16-bit output needs .png or .tif, not {suffix} ({path})")
+
+
 def write_image(path: PathLike, image: torch.Tensor, *, bits: int = 8) -> None:
     """Write a (3, H, W) image in [0, 1] (values outside are clipped, NaN -> 0).
 
@@ -206,10 +216,7 @@ def write_image(path: PathLike, image: torch.Tensor, *, bits: int = 8) -> None:
             f"cannot write image {path}: unsupported extension {suffix or '(none)'} "
             f"(use one of {', '.join(IMAGE_EXTENSIONS)})"
         )
-    if bits not in (8, 16):
-        raise UserError(f"bits must be 8 or 16, got {bits}")
-    if bits == 16 and suffix not in (".png", ".tif", ".tiff"):
-        raise UserError(f"16-bit output needs .png or .tif, not {suffix} ({path})")
+    check_image_bits(path, bits)
     arr = quantize(image, bits)
     make_parent_folder(path)
     try:

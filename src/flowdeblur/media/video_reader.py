@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 import av
+import numpy as np
 import torch
 from av.video.reformatter import Interpolation
 
 from ..errors import UserError
 from .atomic import PathLike
-from .pixels import to_tensor
+from .pixels import to_tensor, yuv_to_rgb
 
 # GIF counts as a video: the frames of an animated GIF are what a user means by its content.
 VIDEO_EXTENSIONS = (
@@ -59,6 +60,51 @@ def rotate_flow_for_display(flow: torch.Tensor, rotation: int) -> torch.Tensor:
 
 
 
+#: Names of FFmpeg's colour enum numbers, for messages and the benchmark table.
+PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film",
+             9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432"}
+TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m",
+             8: "linear", 13: "srgb", 14: "bt2020-10", 15: "bt2020-12", 16: "pq", 18: "hlg"}
+MATRICES = {0: "rgb", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
+            9: "bt2020nc", 10: "bt2020c"}
+
+
+@dataclass(frozen=True)
+class ColourTags:
+    """A stream's colour description, in FFmpeg's enum numbers (AVColorPrimaries,
+    AVColorTransferCharacteristic, AVColorSpace, AVColorRange); 2 (0 for range) = unspecified."""
+
+    primaries: int = 2
+    transfer: int = 2
+    matrix: int = 2
+    range: int = 0
+
+    @property
+    def tagged(self) -> bool:
+        """Whether the stream names any of its colour properties."""
+        return (self.primaries, self.transfer, self.matrix, self.range) != (2, 2, 2, 0)
+
+    @property
+    def hdr(self) -> str | None:
+        """"PQ" or "HLG" for an HDR transfer, else None."""
+        return {16: "PQ", 18: "HLG"}.get(self.transfer)
+
+    def describe(self) -> str:
+        """E.g. 'bt709/bt709/bt709 limited': primaries/transfer/matrix and range."""
+        def name(table: dict[int, str], value: int) -> str:
+            return table.get(value, "unknown" if value in (0, 2) else str(value))
+
+        rng = {1: "limited", 2: "full"}.get(self.range, "unknown")
+        return (f"{name(PRIMARIES, self.primaries)}/{name(TRANSFERS, self.transfer)}/"
+                f"{name(MATRICES, self.matrix)} {rng}")
+
+
+def colour_of(frame: av.VideoFrame) -> ColourTags:
+    """The colour tags a decoded frame carries."""
+    return ColourTags(int(frame.color_primaries), int(frame.color_trc), int(frame.colorspace),
+                      int(frame.color_range))
+
+
 @dataclass
 class VideoInfo:
     """What a video stream says about itself.
@@ -72,6 +118,13 @@ class VideoInfo:
             frames for display (FFmpeg display-matrix convention, as ``VideoFrame.rotation``;
             phones filming upright usually give 270). See :func:`rotate_for_display`.
         has_audio: the file holds at least one audio stream.
+        duration: the stream's stated length in seconds (the container's when the stream
+            states none), None when neither says.
+        codec: the decoder's name (e.g. "hevc").
+        pix_fmt: the decoded pixel format (e.g. "yuv420p10le").
+        bits: bits per sample of the decoded frames (8, 10, 12, ...).
+        colour: the first frame's :class:`ColourTags`.
+        interlaced: the first frame is interlaced (two fields woven together).
     """
 
     fps: Fraction
@@ -81,6 +134,47 @@ class VideoInfo:
     width: int
     rotation: int
     has_audio: bool
+    duration: Fraction | None = None
+    codec: str = ""
+    pix_fmt: str = ""
+    bits: int = 8
+    colour: ColourTags = ColourTags()
+    interlaced: bool = False
+
+    @property
+    def expected_frames(self) -> int | None:
+        """The stated frame count, else stated duration x average rate, else None."""
+        if self.num_frames is not None:
+            return self.num_frames
+        if self.duration is None:
+            return None
+        return round(self.duration * self.fps)
+
+
+#: A file whose frame count is only estimated (duration x rate) counts as cut short when fewer
+#: than this share of the estimate decode: the estimate is off by a frame or two for VFR clips
+#: and containers that round the duration.
+ESTIMATE_SHARE = 0.95
+
+
+def shortfall_warning(path: PathLike, info: VideoInfo, decoded: int) -> str | None:
+    """The warning for a file that decoded fewer frames than it states, or None.
+
+    A stated frame count is exact, so any shortfall warns; a count estimated from the stated
+    duration warns below :data:`ESTIMATE_SHARE` of it.
+    """
+    if info.num_frames is not None:
+        if decoded < info.num_frames:
+            return (f"{path} declares {info.num_frames} frames but only {decoded} could be "
+                    "decoded (the file is truncated or damaged); the output has those "
+                    f"{decoded}")
+        return None
+    expected = info.expected_frames
+    if expected is not None and decoded < ESTIMATE_SHARE * expected:
+        return (f"{path} states a duration of {float(info.duration):.2f} s (about {expected} "
+                f"frames at {float(info.fps):.3g} frames/s) but only {decoded} could be decoded "
+                f"(the file is truncated or damaged); the output has those {decoded}")
+    return None
 
 
 class TimedFrame(NamedTuple):
@@ -130,24 +224,28 @@ def _stream_rotation(stream, frame) -> int:
 
 #: FFmpeg's AVColorSpace tag of a frame -> the swscale matrix that decodes it. Untagged (2) and
 #: anything else fall back to swscale's default, BT.601, as FFmpeg does.
-_MATRIX_OF_TAG = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020",
+SWSCALE_MATRICES = {1: "ITU709", 4: "FCC", 5: "ITU601", 6: "ITU601", 7: "SMPTE240M", 9: "BT2020",
                   10: "BT2020"}
 #: AVColorRange tags that name a range (0 = unspecified: the pixel format decides).
 _RANGE_OF_TAG = {1: "MPEG", 2: "JPEG"}
 
 
-#: swscale flags for YUV -> RGB: its default fast path rounds down (RGB about 1.1/255 dark);
-#: accurate rounding with full chroma interpolation is within 0.02/255 on average.
+#: swscale flags for 8-bit YUV -> RGB: its default fast path rounds down (RGB about 1.1/255
+#: dark); accurate rounding with full chroma interpolation is within 0.02/255 on average.
+#: Not for deeper output: swscale's full-chroma rgb48 path mixes up the channels (red
+#: 200,30,30 of a 10-bit clip read as 199,0,87), and without it is 0.5/255 dark.
 YUV_TO_RGB = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+#: swscale flags for other sources read at 16 bits (RGB, grey, packed YUV of hardware decoders).
+TO_RGB48 = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 
 
 def _conversion(frame: av.VideoFrame) -> dict:
-    """reformat() arguments that decode ``frame`` to RGB with the matrix and range its own
+    """reformat() arguments that decode ``frame`` to rgb24 with the matrix and range its own
     colour tags name. The writer tags what it converts with (media/video_writer.py), so a
     video it writes reads back with the colours it was given."""
     if frame.format.name.startswith(("rgb", "bgr", "gbr", "gray", "pal")):
         return {}
-    options = {"src_colorspace": _MATRIX_OF_TAG.get(int(frame.colorspace), "ITU601"),
+    options = {"src_colorspace": SWSCALE_MATRICES.get(int(frame.colorspace), "ITU601"),
                "interpolation": YUV_TO_RGB}
     color_range = _RANGE_OF_TAG.get(int(frame.color_range))
     if color_range is not None:
@@ -155,12 +253,42 @@ def _conversion(frame: av.VideoFrame) -> dict:
     return options
 
 
+def is_planar_yuv(fmt: av.VideoFormat) -> bool:
+    """Whether ``fmt`` is planar Y'CbCr (yuv420p10le, yuv444p12le, yuva420p10le, ...)."""
+    return fmt.name.startswith("yuv") and fmt.is_planar and len(fmt.components) >= 3
+
+
+def chroma_shift(fmt: av.VideoFormat) -> tuple[int, int]:
+    """(across, down) log2 chroma subsampling of a planar format: (1, 1) for 4:2:0."""
+    probe = av.VideoFormat(fmt.name, 64, 64).components[1]
+    return (64 // probe.width).bit_length() - 1, (64 // probe.height).bit_length() - 1
+
+
+def plane_array(frame: av.VideoFrame, index: int) -> np.ndarray:
+    """Plane ``index`` of ``frame`` as a (height, width) uint8 or uint16 array (a copy)."""
+    plane = frame.planes[index]
+    wide = frame.format.components[0].bits > 8
+    dtype = np.dtype(">u2" if frame.format.is_big_endian else "<u2") if wide else np.uint8
+    rows = np.frombuffer(plane, dtype=dtype).reshape(plane.height, -1)
+    return rows[:, : plane.width].astype(np.uint16 if wide else np.uint8)
+
+
 def _frame_to_tensor(frame: av.VideoFrame) -> torch.Tensor:
-    """av.VideoFrame -> (3, H, W) float32 in [0, 1]; >8-bit sources keep their precision.
-    The YUV -> RGB matrix and range come from the frame's own colour tags (:func:`_conversion`)."""
-    if frame.format.components[0].bits > 8:
-        return to_tensor(frame.to_ndarray(format="rgb48le", **_conversion(frame)), 65535.0)
-    return to_tensor(frame.to_ndarray(format="rgb24", **_conversion(frame)), 255.0)
+    """av.VideoFrame -> (3, H, W) float32 in [0, 1] with the YUV matrix and range its own tags
+    name. Planar YUV deeper than 8 bits is converted in float32 (:func:`pixels.yuv_to_rgb`),
+    keeping its precision; 8-bit by swscale (:func:`_conversion`)."""
+    fmt = frame.format
+    bits = fmt.components[0].bits
+    if bits <= 8:
+        return to_tensor(frame.to_ndarray(format="rgb24", **_conversion(frame)), 255.0)
+    if fmt.name.startswith("gbrp"):  # planar G, B, R of any depth: exact without swscale
+        g, b, r = (torch.from_numpy(plane_array(frame, i).astype(np.float32)) for i in range(3))
+        return torch.stack((r, g, b)).div_(2**bits - 1)
+    if not is_planar_yuv(fmt):
+        return to_tensor(frame.to_ndarray(format="rgb48le", interpolation=TO_RGB48), 65535.0)
+    planes = tuple(plane_array(frame, i) for i in range(3))
+    return yuv_to_rgb(planes, bits=bits, matrix=int(frame.colorspace),
+                      full_range=int(frame.color_range) == 2, shift=chroma_shift(fmt))
 
 
 class VideoReader:
@@ -198,14 +326,27 @@ class VideoReader:
     def _describe(self, first: av.VideoFrame) -> VideoInfo:
         stream = self._container.streams.video[0]
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 1)
+        if stream.duration:
+            duration = stream.duration * time_base
+        elif self._container.duration:
+            duration = Fraction(self._container.duration, av.time_base)
+        else:
+            duration = None
         return VideoInfo(
             fps=Fraction(fps) if fps else Fraction(30),  # unknown rate: say 30, as players do
-            time_base=Fraction(stream.time_base) if stream.time_base else Fraction(1, 1),
+            time_base=time_base,
             num_frames=int(stream.frames) if stream.frames else None,
             height=first.height,
             width=first.width,
             rotation=_stream_rotation(stream, first),
             has_audio=bool(self._container.streams.audio),
+            duration=duration,
+            codec=stream.codec_context.name,
+            pix_fmt=first.format.name,
+            bits=first.format.components[0].bits,
+            colour=colour_of(first),
+            interlaced=bool(first.interlaced_frame),
         )
 
     def _start_decoding(self) -> av.VideoFrame | None:

@@ -1,5 +1,7 @@
-"""Encoding (3, H, W) float frames in [0, 1] into a video file (PyAV / FFmpeg), optionally with
-the audio of another file, published atomically (:class:`~flowdeblur.media.atomic.PendingFile`).
+"""Encoding (3, H, W) float frames in [0, 1] into a video file (PyAV / FFmpeg) at 8 to 16 bits
+with the colour tags of the source, optionally with the other streams of a source file (audio,
+subtitles, timecode), its metadata tags and chapters, published atomically
+(:class:`~flowdeblur.media.atomic.PendingFile`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,18 @@ import numpy as np
 import torch
 from av.video.reformatter import Interpolation
 
-from ..errors import UserError
+from ..errors import OptionError, UserError
 from .atomic import PathLike, PendingFile, make_parent_folder
-from .pixels import quantize
-from .video_reader import open_container
+from .ownership import OUTPUT_TAG
+from .pixels import LUMA_WEIGHTS, quantize, rgb_to_yuv
+from .video_reader import (
+    SWSCALE_MATRICES,
+    ColourTags,
+    VideoInfo,
+    chroma_shift,
+    is_planar_yuv,
+    open_container,
+)
 
 # Pixel formats chosen when the caller gives none: the common lossy one for H.264, and exact
 # RGB for the two lossless paths (FFV1 in .mkv; libx264rgb with crf=0).
@@ -27,6 +37,37 @@ _DEFAULT_PIX_FMT = {"libx264": "yuv420p", "libx265": "yuv420p", "libx264rgb": "r
 #: swscale flags for RGB -> YUV: accurate rounding (its default path is biased).
 RGB_TO_YUV = Interpolation.BILINEAR | Interpolation.ACCURATE_RND
 _CRF_CODECS = ("libx264", "libx264rgb", "libx265", "libvpx-vp9", "libaom-av1", "libsvtav1")
+#: The colour a writer converts to and tags when told nothing: BT.709, limited range.
+BT709 = ColourTags(primaries=1, transfer=1, matrix=1, range=1)
+#: Tags that describe a file's old encoding rather than its content: the muxer and encoder
+#: write their own (compared lower-case).
+_TECHNICAL_TAGS = {"encoder", "duration", "rotate", "vendor_id", "major_brand", "minor_version",
+                   "compatible_brands", "bps", "number_of_frames", "number_of_bytes",
+                   "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc"}
+
+
+def content_tags(tags: dict[str, str]) -> dict[str, str]:
+    """``tags`` without those that describe the old file's encoding (:data:`_TECHNICAL_TAGS`)."""
+    return {k: v for k, v in tags.items() if k.lower() not in _TECHNICAL_TAGS}
+
+
+def stored_colour(colour: ColourTags | None, *, rgb: bool) -> ColourTags:
+    """The colour tags a writer stores for frames decoded from a source tagged ``colour``.
+
+    YUV output converts with the source's matrix and range, keeping its primaries and
+    transfer (HDR PQ and HLG included); a source that names no YUV matrix (untagged, or RGB)
+    is stored as BT.709 limited range, its primaries and transfer kept where it names them.
+    RGB output stores matrix 0 (RGB) with the primaries and transfer.
+    """
+    if colour is None or not colour.tagged:
+        colour = BT709
+    if rgb:
+        return ColourTags(colour.primaries, colour.transfer, 0, 2)
+    if colour.matrix not in LUMA_WEIGHTS:  # untagged or RGB: its range is not a YUV range
+        return ColourTags(colour.primaries if colour.primaries != 2 else 1,
+                          colour.transfer if colour.transfer != 2 else 1, 1, 1)
+    return ColourTags(colour.primaries, colour.transfer, colour.matrix,
+                      colour.range if colour.range in (1, 2) else 1)
 
 
 def _choose_pix_fmt(codec: str, pix_fmt: str | None) -> str:
@@ -54,43 +95,42 @@ def _subsampling_multiple(pix_fmt: str) -> tuple[int, int]:
     return 4 // max(min_h, 1), 4 // max(min_w, 1)
 
 
-class _AudioTrack:
-    """The first audio stream of a source file, written into an output container in step with
-    its video: packets are copied when the container can hold the codec, else re-encoded to
-    the container's default audio codec."""
+class _SideStreams:
+    """The streams of a source file besides its video, written into an output container in
+    step with its video: packets are copied where the container holds the codec; audio it
+    cannot hold is re-encoded to the container's default audio codec; anything else is
+    dropped with a warning naming it. A timecode track (tmcd) rides on the video stream's
+    ``timecode`` tag, from which MOV and MP4 muxers write it anew."""
 
-    def __init__(self, source: av.container.InputContainer, packets: Iterator[av.Packet]):
+    def __init__(self, source: av.container.InputContainer, routes: dict):
         self._source = source
-        self._packets: Iterator[av.Packet] | None = packets
+        self._packets: Iterator[av.Packet] | None = _side_packets(source, routes)
         self._pending: av.Packet | None = None
 
     @classmethod
-    def attach(cls, source: Path, out: av.container.OutputContainer) -> _AudioTrack | None:
-        """Add ``source``'s audio stream to ``out``; None when there is none to add (a silent
-        source, or a container that holds no audio: then with a warning)."""
+    def attach(cls, source: Path, out: av.container.OutputContainer, *,
+               audio_only: bool) -> _SideStreams | None:
+        """Add ``source``'s audio streams (and with ``audio_only`` False its subtitle, data and
+        attachment streams) to ``out``; None when none is added."""
         if not source.is_file():
             raise UserError(f"audio source not found: {source}")
         container = open_container(source)
         try:
-            if not container.streams.audio:
-                container.close()
-                return None  # nothing to copy: a silent source is not an error
-            in_stream = container.streams.audio[0]
-            if in_stream.codec_context.name in out.supported_codecs:
-                out_stream = out.add_stream_from_template(in_stream)
-                return cls(container, _copied_packets(container, in_stream, out_stream))
-            target = out.default_audio_codec
-            if not target or target == "none":
-                warnings.warn(
-                    f"{Path(out.name).suffix} files cannot hold audio; the audio of {source} "
-                    "is dropped",
-                    stacklevel=3,  # the caller of VideoWriter(...)
-                )
+            routes = {}
+            for stream in container.streams:
+                if stream.type == "video" or (audio_only and stream.type != "audio"):
+                    continue
+                route = _route(stream, container, out)
+                if isinstance(route, str):
+                    if route:
+                        warnings.warn(f"{_describe_stream(stream)} of {source} is dropped: "
+                                      f"{route}", UserWarning, stacklevel=4)
+                    continue
+                routes[stream.index] = route
+            if not routes:
                 container.close()
                 return None
-            out_stream = out.add_stream(target, rate=in_stream.codec_context.sample_rate)
-            out_stream.layout = in_stream.codec_context.layout
-            return cls(container, _transcoded_packets(container, in_stream, out_stream))
+            return cls(container, routes)
         except BaseException:
             container.close()
             raise
@@ -98,9 +138,9 @@ class _AudioTrack:
     def mux_until(
         self, out: av.container.OutputContainer, seconds: float, *, final: bool = False
     ) -> None:
-        """Mux the audio packets that start by ``seconds``, so audio and video interleave in
-        the file as players expect. ``final``: ``seconds`` is the end of the video; packets
-        starting at or after it are dropped, so a shortened video gets matching audio."""
+        """Mux the packets that start by ``seconds``, so the streams interleave in the file as
+        players expect. ``final``: ``seconds`` is the end of the video; packets starting at or
+        after it are dropped, so a shortened video gets matching audio and subtitles."""
         while self._packets is not None:
             if self._pending is None:
                 self._pending = next(self._packets, None)
@@ -122,19 +162,85 @@ class _AudioTrack:
         self._source.close()
 
 
-def _copied_packets(container, in_stream, out_stream) -> Iterator[av.Packet]:
-    for packet in container.demux(in_stream):
+#: AVDISCARD_ALL: what demuxers mark a stream with that is theirs, not content.
+_DISCARD_ALL = 48
+
+
+def _describe_stream(stream) -> str:
+    codec = stream.codec_context.name if stream.codec_context is not None else None
+    codec = codec or stream.metadata.get("handler_name") or "unknown codec"
+    return f"{stream.type} stream #{stream.index} ({codec})"
+
+
+def _route(stream, source, out) -> tuple | str:
+    """(output stream, re-encode?) for a source stream, or why it is left out ('' when it is
+    kept another way, as a timecode track is)."""
+    kind = Path(out.name).suffix or out.format.name
+    codec = stream.codec_context.name if stream.codec_context is not None else None
+    if stream.type == "audio":
+        if codec in out.supported_codecs:
+            return out.add_stream_from_template(stream), False
+        target = out.default_audio_codec
+        if not target or target == "none":
+            return f"{kind} files cannot hold audio"
+        out_stream = out.add_stream(target, rate=stream.codec_context.sample_rate)
+        out_stream.layout = stream.codec_context.layout
+        out_stream.metadata.update(content_tags(dict(stream.metadata)))
+        return out_stream, True
+    if stream.type == "subtitle" and codec in out.supported_codecs:
+        return out.add_stream_from_template(stream), False
+    if int(stream.discard) >= _DISCARD_ALL:
+        return ""  # the demuxer's own, e.g. an MP4 chapter track: the chapters are copied
+    if stream.type == "data" and stream.metadata.get("timecode") and any(
+            v.metadata.get("timecode") for v in source.streams.video):
+        return ""  # a tmcd track: the video's timecode tag carries it
+    if stream.type == "attachment" and out.format.name.startswith("matroska"):
+        return out.add_stream_from_template(stream), False
+    return f"{kind} files cannot hold it"
+
+
+def _side_packets(container, routes: dict) -> Iterator[av.Packet]:
+    """The packets of the routed streams in file order, copied or re-encoded."""
+    for packet in container.demux([container.streams[i] for i in routes]):
+        out_stream, reencode = routes[packet.stream.index]
+        if reencode:
+            for frame in packet.decode():
+                frame.pts = None  # let the encoder count samples; input pts may have gaps
+                yield from out_stream.encode(frame)
+            continue
         if packet.dts is None or packet.size == 0:  # the demuxer's end-of-stream marker
             continue
         packet.stream = out_stream
         yield packet
+    for out_stream, reencode in routes.values():
+        if reencode:
+            yield from out_stream.encode(None)
 
 
-def _transcoded_packets(container, in_stream, out_stream) -> Iterator[av.Packet]:
-    for frame in container.decode(in_stream):
-        frame.pts = None  # let the encoder count samples; input pts may have gaps
-        yield from out_stream.encode(frame)
-    yield from out_stream.encode(None)
+def copy_tags_and_chapters(source: Path, out: av.container.OutputContainer,
+                           video: av.video.stream.VideoStream) -> None:
+    """Copy ``source``'s container tags, its video stream's tags (the timecode among them) and
+    its chapters to ``out`` before anything is muxed."""
+    with open_container(source) as container:
+        out.metadata.update(content_tags(dict(container.metadata)))
+        if container.streams.video:
+            video.metadata.update(content_tags(dict(container.streams.video[0].metadata)))
+        chapters = container.chapters()
+    if chapters:
+        out.set_chapters(chapters)
+
+
+def _planar_frame(planes: tuple[np.ndarray, ...], pix_fmt: str) -> av.VideoFrame:
+    """A frame of planar ``pix_fmt`` (little-endian when deeper than 8 bits) holding the code
+    values ``planes`` (luma or G first)."""
+    frame = av.VideoFrame(planes[0].shape[1], planes[0].shape[0], pix_fmt)
+    wide = frame.format.components[0].bits > 8
+    for plane, values in zip(frame.planes, planes, strict=False):
+        rows = np.zeros((plane.height, plane.line_size // (2 if wide else 1)),
+                        np.dtype("<u2") if wide else np.uint8)
+        rows[:, : plane.width] = values
+        plane.update(rows.tobytes())
+    return frame
 
 
 class VideoWriter:
@@ -154,10 +260,17 @@ class VideoWriter:
             bgr0 for ffv1, else the codec's first.
         rotation: counter-clockwise display rotation to record (``VideoInfo.rotation``); the
             pixels are stored as given and players rotate them.
-        audio_from: a media file whose first audio stream is copied (packets copied without
+        audio_from: a media file whose audio streams are copied (packets copied without
             re-encoding when the output container can hold the codec, else re-encoded to the
             container's default audio codec). Audio packets that start after the last video
             frame ends are left out, so a video cut short keeps matching audio.
+        streams_from: a media file whose every stream besides the video is copied as
+            ``audio_from`` copies audio (subtitles and attachments where the container holds
+            their codec, a timecode track through the video's ``timecode`` tag, anything else
+            dropped with a warning naming it), with its metadata tags and chapters.
+        colour: the source's :class:`ColourTags`; YUV is converted with its matrix and range
+            and the output tagged with them and its primaries and transfer
+            (:func:`stored_colour`). None: BT.709, limited range.
         time_base: unit of the ``pts`` passed to :meth:`write`; default ``1 / fps``. Pass the
             source's ``VideoInfo.time_base`` together with its pts to keep its timestamps.
         options: extra encoder options (e.g. ``{"preset": "slow"}``).
@@ -166,7 +279,10 @@ class VideoWriter:
     replicating the last row/column; ``padded`` is then True and ``output_height`` /
     ``output_width`` give the stored size. For exact odd sizes and exact colours use a
     lossless path: ``codec="ffv1"`` (in .mkv) or ``codec="libx264rgb", crf=0``.
-    YUV output is converted with BT.709 limited range and tagged as such.
+    Pixel formats deeper than 8 bits (yuv420p10le, gbrp12le, ...) and full-range YUV are
+    written from the float frames directly: YUV by :func:`~flowdeblur.media.pixels.rgb_to_yuv`
+    (swscale's high-bit-depth conversion is about 0.5/255 off, its full-range chroma half a
+    code low); 8-bit limited-range YUV by swscale with accurate rounding.
     """
 
     def __init__(
@@ -181,6 +297,8 @@ class VideoWriter:
         pix_fmt: str | None = None,
         rotation: int = 0,
         audio_from: PathLike | None = None,
+        streams_from: PathLike | None = None,
+        colour: ColourTags | None = None,
         time_base: Fraction | None = None,
         options: dict[str, str] | None = None,
     ):
@@ -198,13 +316,14 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._out: av.container.OutputContainer | None = None
         self._file: PendingFile | None = None
-        self._audio: _AudioTrack | None = None
+        self._audio: _SideStreams | None = None
         self._closed = False
 
         self.codec, self.pix_fmt = codec, _choose_pix_fmt(codec, pix_fmt)
         fmt = av.VideoFormat(self.pix_fmt)
         self._is_rgb = fmt.is_rgb
-        self._bits = 16 if fmt.components[0].bits > 8 else 8
+        self.bits = fmt.components[0].bits
+        self.colour = stored_colour(colour, rgb=self._is_rgb)
         mult_h, mult_w = _subsampling_multiple(self.pix_fmt)
         self.output_height = -(-self.height // mult_h) * mult_h
         self.output_width = -(-self.width // mult_w) * mult_w
@@ -215,9 +334,14 @@ class VideoWriter:
             # The temporary keeps the extension: FFmpeg picks the container from it.
             self._file = PendingFile(self.path, suffix=self.path.suffix)
             self._out = av.open(str(self._file.path), "w")
+            # The record by which a later --overwrite knows this file as ours (ownership.py).
+            self._out.metadata["comment"] = OUTPUT_TAG
             self._video = self._add_video_stream(crf, rotation, options)
-            if audio_from is not None:
-                self._audio = _AudioTrack.attach(Path(audio_from), self._out)
+            if streams_from is not None:
+                copy_tags_and_chapters(Path(streams_from), self._out, self._video)
+            if streams_from is not None or audio_from is not None:
+                self._audio = _SideStreams.attach(Path(streams_from or audio_from), self._out,
+                                                  audio_only=streams_from is None)
 
     @contextlib.contextmanager
     def _abort_on_failure(self, *codec_errors: type[BaseException]) -> Iterator[None]:
@@ -248,10 +372,13 @@ class VideoWriter:
         opts = {"crf": str(int(crf))} if self.codec in _CRF_CODECS else {}
         opts.update(options or {})
         stream.options = opts
-        if not self._is_rgb:
-            cc = stream.codec_context
-            # 1 = BT.709 / MPEG (limited) range in FFmpeg's enums; matches _to_av_frame.
-            cc.colorspace = cc.color_primaries = cc.color_trc = cc.color_range = 1
+        cc = stream.codec_context
+        cc.colorspace, cc.color_range = self.colour.matrix, self.colour.range
+        cc.color_primaries, cc.color_trc = self.colour.primaries, self.colour.transfer
+        if self.codec == "libx265":  # x265 prints its settings to stderr unless told not to
+            opts["x265-params"] = ":".join(filter(None, ("log-level=error",
+                                                         opts.get("x265-params"))))
+            stream.options = opts
         if rotation % 360:
             stream.set_display_rotation(float(rotation))
         return stream
@@ -265,17 +392,27 @@ class VideoWriter:
                 f"VideoWriter({self.path.name}) expects frames (3, {self.height}, {self.width}),"
                 f" got {tuple(image.shape)}"
             )
-        arr = quantize(image, self._bits)
         if self.padded:
-            pad = ((0, self.output_height - self.height), (0, self.output_width - self.width))
-            arr = np.pad(arr, pad + ((0, 0),), mode="edge")
-        frame = av.VideoFrame.from_ndarray(arr, format="rgb24" if self._bits == 8 else "rgb48le")
+            pad = (0, self.output_width - self.width, 0, self.output_height - self.height)
+            image = torch.nn.functional.pad(image[None].float(), pad, mode="replicate")[0]
+        fmt = av.VideoFormat(self.pix_fmt)
+        if is_planar_yuv(fmt) and (self.bits > 8 or self.colour.range == 2):
+            planes = rgb_to_yuv(image, bits=self.bits, matrix=self.colour.matrix,
+                                full_range=self.colour.range == 2, shift=chroma_shift(fmt))
+            return _planar_frame(planes, self.pix_fmt)
+        if self.bits > 8 and self.pix_fmt.startswith("gbrp"):
+            r, g, b = np.moveaxis(quantize(image, self.bits), -1, 0)
+            return _planar_frame((g, b, r), self.pix_fmt)
+        arr = quantize(image, 8 if self.bits <= 8 else 16)
+        frame = av.VideoFrame.from_ndarray(arr, format="rgb24" if self.bits <= 8 else "rgb48le")
         if self._is_rgb:
             return frame
         # Accurate rounding: swscale's default RGB -> YUV path is biased (docs/BENCHMARKS.md,
         # "Colour round trip"); the reader decodes with the same care.
-        return frame.reformat(format=self.pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG",
-                              interpolation=RGB_TO_YUV)
+        return frame.reformat(
+            format=self.pix_fmt, dst_colorspace=SWSCALE_MATRICES[self.colour.matrix],
+            dst_color_range="JPEG" if self.colour.range == 2 else "MPEG",
+            interpolation=RGB_TO_YUV)
 
     def write(self, frame: torch.Tensor, pts: int | None = None) -> None:
         """Encode one (3, H, W) frame in [0, 1]. ``pts`` is in ``time_base`` units and must
@@ -346,3 +483,71 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+#: Depths of the planar RGB formats FFV1 stores losslessly.
+_GBRP_DEPTHS = (9, 10, 12, 14, 16)
+
+
+def _high_depth_yuv(info: VideoInfo, top: int) -> str:
+    """yuv4xxpNNle keeping ``info``'s chroma subsampling (4:2:0 for a non-YUV source) and its
+    depth, capped at ``top`` bits and rounded up to 10 or 12."""
+    bits = 10 if info.bits <= 10 else 12
+    bits = min(bits, top)
+    sub = "420"
+    for name in ("422", "444"):
+        if info.pix_fmt.startswith(("yuv" + name, "yuva" + name)):
+            sub = name
+    return f"yuv{sub}p{bits}le"
+
+
+#: Default rate control of video outputs: H.264 4:4:4 at crf 6 keeps about 90% of the PSNR
+#: gain that PNG outputs show on the real dev clips, crf 18 4:2:0 about 60%
+#: (references/rate_control.py; docs/BENCHMARKS.md, "Video outputs").
+DEFAULT_CRF = 6
+DEFAULT_CHROMA = "444"
+CHROMA_CHOICES = ("444", "420")
+
+
+def choose_encoding(path: PathLike, info: VideoInfo | None, *, crf: int, lossless: bool,
+                    codec: str | None = None,
+                    chroma: str = DEFAULT_CHROMA) -> tuple[dict, list[str]]:
+    """The :class:`VideoWriter` arguments (codec, pix_fmt, crf, colour) for deblurred frames
+    of a source described by ``info`` (None: images, 8-bit sRGB), and notes for the user.
+
+    An 8-bit source gives H.264 with full-resolution chroma (``chroma`` "444": yuv444p, High
+    4:4:4 profile) or, with "420", yuv420p, which every player decodes but which blurs the
+    colour edges the network restored and pads odd sizes (``lossless``: FFV1 RGB in .mkv,
+    else libx264rgb). A
+    deeper source keeps its depth: HEVC Main 10 / Main 12 (libx265, the source's chroma
+    subsampling), or H.264 High 10 when ``codec`` is "h264" or the build lacks libx265;
+    ``lossless``: FFV1 planar RGB of the source's depth in .mkv. The source's colour tags go
+    along (:func:`stored_colour`).
+    """
+    mkv = Path(path).suffix.lower() == ".mkv"
+    colour = info.colour if info is not None else None
+    bits = info.bits if info is not None else 8
+    notes: list[str] = []
+    if lossless:
+        if bits > 8 and mkv:
+            depth = next(d for d in _GBRP_DEPTHS if d >= min(bits, 16))
+            return {"codec": "ffv1", "pix_fmt": f"gbrp{depth}le", "crf": 0,
+                    "colour": colour}, notes
+        if bits > 8:
+            notes.append(f"the {bits}-bit input is stored losslessly at 8 bits "
+                         "(libx264rgb); name a .mkv output to keep its depth (FFV1)")
+        return {"codec": "ffv1" if mkv else "libx264rgb", "crf": 0, "colour": colour}, notes
+    if chroma not in CHROMA_CHOICES:
+        raise OptionError("chroma", f"{{option}} must be one of {', '.join(CHROMA_CHOICES)}, "
+                          f"got {chroma!r}")
+    if bits <= 8:
+        return {"codec": "libx264", "pix_fmt": f"yuv{chroma}p", "crf": crf,
+                "colour": colour}, notes
+    if codec != "h264" and "libx265" in av.codecs_available:
+        return {"codec": "libx265", "pix_fmt": _high_depth_yuv(info, 12), "crf": crf,
+                "colour": colour}, notes
+    pix_fmt = _high_depth_yuv(info, 10)
+    if bits > 10:
+        notes.append(f"the {bits}-bit input is stored at 10 bits (H.264 High 10 holds no "
+                     "more)")
+    return {"codec": "libx264", "pix_fmt": pix_fmt, "crf": crf, "colour": colour}, notes

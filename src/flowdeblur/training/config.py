@@ -7,6 +7,11 @@ stage-2 recipe). Command-line overrides use dotted keys and YAML values::
 
 Unknown keys are rejected with a :class:`~flowdeblur.errors.UserError` that names the key and
 suggests the closest valid one, so a typo never silently trains with a default.
+
+YAML is read by :func:`read_yaml` (files, ``config.yaml`` of a run, override values): anchors
+and aliases work, but a document whose aliases expand to more than :data:`MAX_YAML_NODES`
+nodes (a "billion laughs" bomb), nested deeper than :data:`MAX_YAML_DEPTH` or larger than
+:data:`MAX_YAML_BYTES` is refused in one line before anything walks it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -33,6 +39,13 @@ STAGES = ("flow", "joint")
 SOURCES = ("synthetic", "real", "mix")
 SCHEDULES = ("constant", "poly")
 EXPORT_DTYPES = tuple(PRECISIONS)
+
+#: Most nodes a config document may hold once its aliases are expanded.
+MAX_YAML_NODES = 100_000
+#: Deepest nesting of a config document (real configs use three or four levels).
+MAX_YAML_DEPTH = 64
+#: Largest config file read (real configs are a few KiB).
+MAX_YAML_BYTES = 1 << 20
 
 
 @dataclass
@@ -186,6 +199,68 @@ class TrainConfig:
 # dict <-> dataclass, with type checking and helpful errors
 
 
+def read_yaml(text: str, where: str) -> Any:
+    """Parse one YAML document (safe tags only), refusing it with a UserError naming
+    ``where`` when its aliases expand past :data:`MAX_YAML_NODES` nodes or it nests deeper
+    than :data:`MAX_YAML_DEPTH`. Malformed YAML raises ``yaml.YAMLError``."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            # The composer recurses once per level: a deep document fails here, before the
+            # depth check can see it.
+            node = loader.get_single_node()
+        except RecursionError:
+            raise UserError(f"{where} is nested too deeply (at most {MAX_YAML_DEPTH} "
+                            "levels)") from None
+        if node is None:
+            return None
+        _check_yaml_size(node, where)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_size(root: yaml.Node, where: str) -> None:
+    """UserError if the node graph under ``root``, its aliases expanded, holds more than
+    :data:`MAX_YAML_NODES` nodes, loops back on itself or nests deeper than
+    :data:`MAX_YAML_DEPTH`.
+
+    An alias is the very node object of its anchor, so sizes are memoised per node: a bomb
+    costs the time of its text, not of its expansion.
+    """
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _yaml_children(node)
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_YAML_NODES:
+                raise UserError(f"{where}: its YAML aliases expand to more than "
+                                f"{MAX_YAML_NODES:,} nodes (an alias bomb?); refused")
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise UserError(f"{where}: a YAML alias refers to a value that contains it")
+        if len(open_) >= MAX_YAML_DEPTH:
+            raise UserError(f"{where} is nested too deeply (at most {MAX_YAML_DEPTH} levels)")
+        open_.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -238,7 +313,15 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return converted
     else:  # pragma: no cover - a field type this module does not handle
         raise TypeError(f"unsupported config field type {tp!r} for {key}")
-    raise UserError(f"config key '{key}' expects {_type_name(tp)}, got {value!r}")
+    raise UserError(f"config key '{key}' expects {_type_name(tp)}, got {_shown(value)}")
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to about ``limit`` characters."""
+    shorten = reprlib.Repr()  # also bounds nesting and list lengths, so a shared value is cheap
+    shorten.maxstring = shorten.maxother = limit
+    text = shorten.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 #: Returned by the scalar converters below for a value of the wrong type.
@@ -301,7 +384,7 @@ def from_dict(data: dict | None, cls: type = TrainConfig, prefix: str = "") -> A
         data = {}
     if not isinstance(data, dict):
         section = prefix[:-1] or "<top>"
-        raise UserError(f"config section '{section}' must be a mapping, got {data!r}")
+        raise UserError(f"config section '{section}' must be a mapping, got {_shown(data)}")
     types_ = _field_types(cls)
     kwargs = {}
     for key, value in data.items():
@@ -328,6 +411,18 @@ def to_dict(config: Any) -> dict:
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A config dict (:func:`to_dict`) as dotted keys; ``data.synthetic`` and ``data.degrade``
+    are free-form dicts (overrides of other dataclasses), kept whole."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value and key not in ("synthetic", "degrade"):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def to_yaml(config: TrainConfig) -> str:
     """The resolved config as YAML (what ``flowdeblur train --print-config`` prints)."""
     return yaml.safe_dump(to_dict(config), sort_keys=False, default_flow_style=False)
@@ -341,7 +436,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not sep or not key:
             raise UserError(f"override {item!r} is not of the form key=value (e.g. optim.lr=1e-4)")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = read_yaml(raw, f"override {key}") if raw.strip() else None
         except yaml.YAMLError:
             value = raw
         node = data
@@ -356,20 +451,34 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
+def read_config_file(path: str | Path) -> dict:
+    """The mapping a YAML config file holds (not yet checked against :class:`TrainConfig`);
+    UserError in one line for a missing, oversized, non-UTF-8 or malformed file, or one that
+    is not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise UserError(f"{path} is over {MAX_YAML_BYTES >> 20} MiB: not a config file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from None
+    try:
+        data = read_yaml(text, str(path)) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
     """Read a YAML config (or the defaults when ``path`` is None), apply ``key=value``
     overrides, check types and values. Raises UserError on any mistake."""
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UserError(f"{path} is not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(data, dict):
-            raise UserError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+        data = read_config_file(path)
     data = apply_overrides(data, list(overrides or []))
     config = from_dict(data)
     validate(config)

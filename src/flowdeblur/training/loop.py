@@ -47,14 +47,19 @@ import contextlib
 import math
 import signal
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..errors import UserError
+from ..media.atomic import check_can_create
 from ..runtime import resolve_device
 from .batches import TrainingBatches
 from .checkpoint import (
+    ResumePoint,
+    check_finite_weights,
     diverged,
     export_final_weights,
     find_resume_point,
@@ -81,14 +86,20 @@ from .signals import StopSignals
 __all__ = ["train"]
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
+def train(config: TrainConfig, *, resume: bool = False, accept_unverified: bool = False,
+          overrides: Collection[str] | None = None) -> dict[str, Any]:
     """Train a FlowDeblurNet as ``config`` says; returns a summary of the run.
 
     Args:
         config: a validated :class:`~flowdeblur.training.config.TrainConfig`
             (see :func:`flowdeblur.training.config.load_config`).
-        resume: continue from the newest checkpoint in ``config.run_dir`` (model, optimiser,
-            schedule, RNG and data-stream state, step) instead of starting afresh.
+        resume: continue from the newest usable checkpoint in ``config.run_dir`` (model,
+            optimiser, schedule, RNG and data-stream state, step) instead of starting afresh.
+        accept_unverified: with ``resume``, also load a checkpoint without its checksum file
+            (otherwise skipped with a warning).
+        overrides: with ``resume``, the dotted config keys this run changes on purpose: a
+            key outside them where ``config`` differs from the checkpoint's saved config is
+            refused (None: ``config`` is taken as it is).
     Returns:
         dict with ``final_step``, ``last_loss`` (mean over processes), ``run_dir``,
         ``interrupted`` (the signal name if SIGINT/SIGTERM stopped it, else None),
@@ -105,13 +116,15 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         requested = resolve_device(config.device)  # "auto": CUDA when available
         processes = init_distributed(requested.type)
         cleanup.callback(processes.close)
-        if processes.is_master:  # one training per run folder, before anything is read
-            cleanup.enter_context(RunLock(run_dir))
+        if processes.is_master:
+            _check_export_path(config)  # before the work, not after it
+            cleanup.enter_context(RunLock(run_dir))  # one training per run folder
         runtime = training_runtime(requested, processes.local_rank, config.amp, config.cpu_amp,
                                    config.channels_last)
         device = runtime.device
         batch_size = per_process_batch(config.data.batch_size, processes)
-        start = find_resume_point(config, processes.world_size, resume)  # None: a fresh run
+        start = find_resume_point(config, processes.world_size, resume,  # None: a fresh run
+                                  accept_unverified=accept_unverified, overrides=overrides)
         step = start.step if start else 0
         model, note = build_model(config, start)
         model.to(device).train()
@@ -131,7 +144,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         cleanup.callback(batches.close)
         seed_process(config.seed, processes.rank)
         if start is not None:
-            batches.load_state_dict(restore_rng_state(start.state["rng"][processes.rank]))
+            _restore_streams(batches, start, processes.rank)
         batches.start(num_workers=config.data.num_workers, rank=processes.rank,
                       world_size=processes.world_size, seed=config.seed)
         log = cleanup.enter_context(RunLog(config, start_step=step, enabled=processes.is_master))
@@ -150,7 +163,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             stats = gather_step_stats(loss, signals.caught, processes, device,
                                       out_of_time=time.monotonic() > deadline)
             if not stats.finite:
-                raise diverged(run_dir, stats.loss, step + 1)
+                raise diverged(run_dir, f"the loss became {stats.loss} at step {step + 1}")
 
             optimizer.zero_grad(set_to_none=True)
             loss.total.backward()
@@ -166,6 +179,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
             # -- checkpoint: periodically, at the end, when a signal asks to stop or time is up
             last_step = step == config.steps or stats.out_of_time
             if stats.stop_signal or last_step or step % config.log.checkpoint_every == 0:
+                # On every process (their weights are the same), so that all stop together.
+                check_finite_weights(run_dir, step, model, ema)
                 rng = processes.gather(rng_state(batches.state_dict()))
                 if processes.is_master:
                     save_training_state(run_dir, step, config=config, model=model,
@@ -184,3 +199,25 @@ def train(config: TrainConfig, *, resume: bool = False) -> dict[str, Any]:
         return {"final_step": step, "last_loss": last_loss, "run_dir": str(run_dir),
                 "interrupted": interrupted, "weights": str(weights) if weights else None,
                 "model": model, "ema_model": ema.module if ema is not None else None}
+
+
+def _check_export_path(config: TrainConfig) -> None:
+    """UserError unless the final weights can be written to ``config.export_path``."""
+    if not config.export_path:
+        return  # the default lies in run_dir, which the run lock checks
+    path = Path(config.export_path)
+    if path.is_dir():
+        raise UserError(f"export_path {path} is a folder; give a file name "
+                        "(e.g. weights.safetensors)")
+    check_can_create(path, "export_path")
+
+
+def _restore_streams(batches: TrainingBatches, start: ResumePoint, rank: int) -> None:
+    """Set this process's generators and data stream as the checkpoint saved them; UserError
+    for states that do not fit (a checkpoint whose checksum is right but contents are not)."""
+    try:
+        batches.load_state_dict(restore_rng_state(start.state["rng"][rank]))
+    except (TypeError, KeyError, ValueError, IndexError, RuntimeError, AttributeError) as e:
+        reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"the random and data stream states in {start.path} do not fit this "
+                        f"run ({reason})") from None

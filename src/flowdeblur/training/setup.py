@@ -75,6 +75,7 @@ def build_model(config: TrainConfig, resume: ResumePoint | None) -> ModelStart:
         except RuntimeError as e:
             raise UserError(f"{resume.path} does not fit model.variant={config.model.variant} "
                             f"({str(e).splitlines()[0]})") from None
+        _check_dtypes(model, resume)
         return ModelStart(model, f"resumed from {resume.path} at step {resume.step}")
     if config.model.init_weights:
         note = load_init_weights(model, config.model.init_weights, config.model.init_strict)
@@ -84,6 +85,16 @@ def build_model(config: TrainConfig, resume: ResumePoint | None) -> ModelStart:
         model.deblurnet.init_output_as_identity()
         note += ", the output conv starting as a copy of frame t"
     return ModelStart(model, note)
+
+
+def _check_dtypes(model: nn.Module, resume: ResumePoint) -> None:
+    """UserError when a resumed tensor's dtype is not the model's: ``load_state_dict`` would
+    cast integer or bool tensors into the float weights without a word."""
+    own = model.state_dict()
+    for name, tensor in resume.state["model"].items():
+        if tensor.dtype != own[name].dtype:
+            raise UserError(f"{resume.path} holds {name} as {tensor.dtype}, the model's is "
+                            f"{own[name].dtype}: not a checkpoint of this model")
 
 
 def load_init_weights(model: FlowDeblurNet, path: str, strict: bool) -> str:
@@ -122,9 +133,9 @@ def build_optimizer(
     if resume is not None:
         try:
             optimizer.load_state_dict(resume.state["optimizer"])
-        except (ValueError, KeyError, RuntimeError) as e:
+        except (ValueError, KeyError, RuntimeError, TypeError, IndexError, AttributeError) as e:
             raise UserError(f"the optimiser state in {resume.path} does not fit this run "
-                            f"({str(e).splitlines()[0]})") from None
+                            f"({_first_line(e)})") from None
         for group in optimizer.param_groups:  # the checkpoint's flag came back with it
             group["fused"] = fused
     return optimizer
@@ -141,10 +152,17 @@ def build_ema(model: nn.Module, decay: float, resume: ResumePoint | None
     if resume is not None and "ema" in resume.state:
         try:
             ema.load_state_dict(resume.state["ema"])
-        except RuntimeError as e:
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
             raise UserError(f"the weight average in {resume.path} does not fit this run "
-                            f"({str(e).splitlines()[0]})") from None
+                            f"({_first_line(e)})") from None
     return ema
+
+
+def _first_line(error: Exception) -> str:
+    """The first line of ``error``'s message (its type when it has none), for a one-line
+    UserError."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def wrap_distributed(net: nn.Module, processes: Processes, device: torch.device) -> nn.Module:

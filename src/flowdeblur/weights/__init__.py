@@ -3,6 +3,8 @@
 A weights file holds the model's state dict (optionally cast to bf16/fp16 to ship small) and,
 in the safetensors metadata, ``{"format": "flowdeblur", "config": <model.config as JSON>}``,
 so a file can rebuild its own network and a mismatch is caught before any tensor is copied.
+Every file is read by :func:`read_weights`, which refuses tensors that are not floating point
+or hold NaN or infinite values (they would turn every output frame black or white).
 Shipped weights live beside this file and load offline.
 """
 
@@ -24,9 +26,6 @@ from ..runtime.device import PRECISIONS  # name -> dtype, the storage dtypes too
 #: The weights shipped inside the package (trained on synthetic data only; see README).
 PRETRAINED = Path(__file__).with_name("flowdeblur_synthetic.safetensors")
 
-#: Storage dtypes a weights file may be written in (the model computes in fp32 after loading).
-
-
 class WeightsFile(NamedTuple):
     """The contents of a weights file."""
 
@@ -40,12 +39,15 @@ def save_weights(
     *,
     dtype: str = "fp32",
     extra_metadata: dict[str, str] | None = None,
+    require_finite: bool = False,
 ) -> None:
     """Write ``model``'s weights to ``path``, whole or not at all (:func:`atomic_write_bytes`),
     with the permissions a plain ``open(path, "wb")`` would give it.
 
     ``dtype`` ("fp32", "bf16", "fp16") is the storage dtype of the tensors; ``extra_metadata``
-    adds string entries beside the format and config.
+    adds string entries beside the format and config. ``require_finite``: UserError, and
+    nothing written, when a tensor holds NaN or infinite values once stored in ``dtype``
+    (values beyond 65504 overflow fp16), since :func:`read_weights` would refuse the file.
     """
     if dtype not in PRECISIONS:
         raise ValueError(f"dtype must be one of {sorted(PRECISIONS)}, got {dtype!r}")
@@ -54,6 +56,14 @@ def save_weights(
         k: v.detach().to("cpu", PRECISIONS[dtype]).contiguous()
         for k, v in model.state_dict().items()
     }
+    if require_finite:
+        bad = _first_unusable(state)
+        if bad is not None:
+            name, problem = bad
+            hint = ""
+            if dtype == "fp16":
+                hint = " (fp16 holds magnitudes up to 65504; store bf16 or fp32)"
+            raise UserError(f"{path} not written: in {dtype}, tensor {name} {problem}{hint}")
     metadata = {"format": "flowdeblur", "config": json.dumps(model.config)}
     metadata.update(extra_metadata or {})
     # Serialised in memory and written by atomic_write_bytes, not by safetensors' save_file,
@@ -72,7 +82,31 @@ def read_weights(path: PathLike) -> WeightsFile:
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
         raise UserError(f"{path} is not a readable safetensors weights file ({e})") from None
+    bad = _first_unusable(state)
+    if bad is not None:  # such weights give black or white frames, with no other sign
+        name, problem = bad
+        raise UserError(f"{path}: tensor {name} {problem}; these are not usable weights")
     return WeightsFile(state, metadata)
+
+
+def _first_unusable(state: dict[str, torch.Tensor]) -> tuple[str, str] | None:
+    """(name, what is wrong) of the first tensor that is not floating point or holds NaN or
+    infinite values; None when all are usable."""
+    for name, tensor in state.items():
+        if not tensor.is_floating_point():
+            return short_repr(name), f"holds {str(tensor.dtype).removeprefix('torch.')} values, " \
+                                 "not floating point ones"
+        bad = int(tensor.numel() - torch.isfinite(tensor).sum())
+        if bad:
+            return short_repr(name), f"holds {bad:,} NaN or infinite values"
+    return None
+
+
+def short_repr(value: object, limit: int = 100) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters: names and values read from a file
+    can be as long as the file, and an error line quoting one must stay a line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def load_state_into(model: FlowDeblurNet, path: PathLike) -> FlowDeblurNet:
@@ -86,9 +120,8 @@ def _copy_into(model: FlowDeblurNet, weights: WeightsFile, path: PathLike) -> Fl
     state = weights.state
     config = _stated_config(weights, path, required=False)
     if config is not None and config != model.config:
-        raise UserError(
-            f"{path} holds weights for {config}, which does not fit the model {model.config}"
-        )
+        raise UserError(f"{path} holds weights for {short_repr(config)}, which does not fit the "
+                        f"model {model.config}")
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -120,7 +153,8 @@ def load_weights(path: PathLike, **model_kwargs) -> FlowDeblurNet:
     try:
         model = FlowDeblurNet(**config, **model_kwargs)
     except (TypeError, ValueError) as e:  # unknown keys or values, e.g. a variant not built
-        raise UserError(f"{path}: its model description {config} cannot be built ({e})") from None
+        raise UserError(f"{path}: its model description {short_repr(config)} cannot be built "
+                        f"({short_repr(str(e))})") from None
     return _copy_into(model, weights, path).eval()
 
 
@@ -134,8 +168,11 @@ def _stated_config(weights: WeightsFile, path: PathLike, *, required: bool) -> d
         return None
     try:
         config = json.loads(text)
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # JSONDecodeError, or an integer of over 4300 digits
         raise UserError(f"{path}: its model description is not valid JSON ({e})") from None
+    except RecursionError:
+        raise UserError(f"{path}: its model description is nested too deeply to be a model's "
+                        "settings") from None
     if not isinstance(config, dict):
         raise UserError(f"{path}: its model description is not a JSON object: {text[:80]}")
     return config

@@ -4,9 +4,9 @@ The authors published their network as a MatCaffe release (repository
 ``zhjwustc/tcsvt21_flow_deblur_matcaffe``; network
 ``matlab/exp/model/flownets_deblur_test.prototxt``, test scripts ``matlab/exp/test.m`` and
 ``testall.m``) with a trained ``.caffemodel``: a binary protobuf ``NetParameter``. This
-module reads that file with the ``protobuf`` package (the few ``caffe.proto`` messages it needs
-are declared below, in Python, at run time: no ``protoc``), checks that it holds the release's
-network, and maps every parameter blob onto Table I's parameters. :func:`import_release`
+module reads that file with :mod:`flowdeblur.weights.caffemodel` (the ``protobuf`` package, in
+bounded memory), checks that it holds the release's network, and maps every parameter blob onto
+Table I's parameters. :func:`import_release`
 writes the result as a flowdeblur weights file.
 
 How the release's tensors become ours
@@ -58,123 +58,19 @@ frames; :class:`FlowDeblurNet` pads by replicating the border. Evaluate imported
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from torch import nn
 
 from ..errors import UserError
+from ..media.atomic import check_can_create
 from ..models import FlowDeblurNet
-from . import save_weights
-
-# ----------------------------------------------------------------------------- the schema
-#
-# A subset of caffe.proto (BVLC Caffe, as extended in the authors' repositories): only the
-# messages and fields read here. Field numbers are those of caffe.proto; every other field of a
-# real file is kept by protobuf as an unknown field and ignored.
-
-_OPTIONAL, _REPEATED = 1, 3
-_TYPES = {"double": 1, "float": 2, "int64": 3, "int32": 5, "bool": 8, "string": 9,
-          "message": 11, "uint32": 13}
-_PACKAGE = "flowdeblur_caffe_subset"
-
-#: message -> [(field, number, type, label, default or message name)]
-_MESSAGES: dict[str, list[tuple]] = {
-    "BlobShape": [("dim", 1, "int64", _REPEATED, None)],
-    "BlobProto": [
-        ("shape", 7, "message", _OPTIONAL, "BlobShape"),
-        ("data", 5, "float", _REPEATED, None),
-        ("double_data", 8, "double", _REPEATED, None),
-        # Legacy 4-D dimensions, written by Caffe versions before BlobShape existed.
-        ("num", 1, "int32", _OPTIONAL, None),
-        ("channels", 2, "int32", _OPTIONAL, None),
-        ("height", 3, "int32", _OPTIONAL, None),
-        ("width", 4, "int32", _OPTIONAL, None),
-    ],
-    "ConvolutionParameter": [
-        ("num_output", 1, "uint32", _OPTIONAL, None),
-        ("bias_term", 2, "bool", _OPTIONAL, "true"),
-        ("pad", 3, "uint32", _REPEATED, None),
-        ("kernel_size", 4, "uint32", _REPEATED, None),
-        ("group", 5, "uint32", _OPTIONAL, "1"),
-        ("stride", 6, "uint32", _REPEATED, None),
-        ("pad_h", 9, "uint32", _OPTIONAL, None),
-        ("pad_w", 10, "uint32", _OPTIONAL, None),
-        ("kernel_h", 11, "uint32", _OPTIONAL, None),
-        ("kernel_w", 12, "uint32", _OPTIONAL, None),
-        ("stride_h", 13, "uint32", _OPTIONAL, None),
-        ("stride_w", 14, "uint32", _OPTIONAL, None),
-        ("dilation", 18, "uint32", _REPEATED, None),
-    ],
-    "ReLUParameter": [("negative_slope", 1, "float", _OPTIONAL, "0")],
-    "SliceParameter": [
-        ("slice_dim", 1, "uint32", _OPTIONAL, "1"),
-        ("slice_point", 2, "uint32", _REPEATED, None),
-        ("axis", 3, "int32", _OPTIONAL, "1"),
-    ],
-    "ConcatParameter": [
-        ("concat_dim", 1, "uint32", _OPTIONAL, "1"),
-        ("axis", 2, "int32", _OPTIONAL, "1"),
-    ],
-    "GateRecurrentParameter": [
-        ("num_output", 1, "uint32", _OPTIONAL, None),
-        ("use_bias", 2, "bool", _OPTIONAL, "true"),
-        ("use_wx", 3, "bool", _OPTIONAL, "true"),
-        ("use_wh", 4, "bool", _OPTIONAL, "true"),
-        ("horizontal", 16, "bool", _OPTIONAL, "true"),
-        ("reverse", 17, "bool", _OPTIONAL, "false"),
-        # An enum in caffe.proto (LINEAR = 0, SIGMOID, RELU, TANH); same varint on the wire.
-        ("active", 18, "int32", _OPTIONAL, "0"),
-        ("restrict_g", 21, "float", _OPTIONAL, "1"),
-    ],
-    "LayerParameter": [
-        ("name", 1, "string", _OPTIONAL, None),
-        ("type", 2, "string", _OPTIONAL, None),
-        ("bottom", 3, "string", _REPEATED, None),
-        ("top", 4, "string", _REPEATED, None),
-        ("blobs", 7, "message", _REPEATED, "BlobProto"),
-        ("concat_param", 104, "message", _OPTIONAL, "ConcatParameter"),
-        ("convolution_param", 106, "message", _OPTIONAL, "ConvolutionParameter"),
-        ("relu_param", 123, "message", _OPTIONAL, "ReLUParameter"),
-        ("slice_param", 126, "message", _OPTIONAL, "SliceParameter"),
-        ("gaterecurrent_param", 1017, "message", _OPTIONAL, "GateRecurrentParameter"),
-    ],
-    "NetParameter": [
-        ("name", 1, "string", _OPTIONAL, None),
-        # Pre-2015 "V1" layers: only counted, to say such a file is not the release's.
-        ("layers", 2, "message", _REPEATED, "Opaque"),
-        ("layer", 100, "message", _REPEATED, "LayerParameter"),
-    ],
-    "Opaque": [],
-}
-
-
-@functools.lru_cache(maxsize=1)
-def _net_parameter_class() -> type:
-    """The ``NetParameter`` message class of the subset above (built once, in a private pool)."""
-    proto = descriptor_pb2.FileDescriptorProto(
-        name="flowdeblur_caffe_subset.proto", package=_PACKAGE, syntax="proto2"
-    )
-    for message, fields in _MESSAGES.items():
-        m = proto.message_type.add(name=message)
-        for name, number, kind, label, extra in fields:
-            f = m.field.add(name=name, number=number, type=_TYPES[kind], label=label)
-            if kind == "message":
-                f.type_name = f".{_PACKAGE}.{extra}"
-            elif extra is not None:
-                f.default_value = extra
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    descriptor = pool.FindMessageTypeByName(f"{_PACKAGE}.NetParameter")
-    if hasattr(message_factory, "GetMessageClass"):  # protobuf >= 4.22
-        return message_factory.GetMessageClass(descriptor)
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)  # pragma: no cover
-
+from . import save_weights, short_repr
+from .caffemodel import CaffeModel, Layer, open_caffemodel
 
 # ------------------------------------------------------------------- the release's network
 #
@@ -367,70 +263,32 @@ class ReleaseImport:
     ignored_layers: list[str] = field(default_factory=list)
 
 
-def read_caffemodel(path: str | os.PathLike):
-    """Parse a binary Caffe ``NetParameter``. UserError if the file is not one."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"caffemodel not found: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder, not a .caffemodel file")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror or e}") from None
-    _refuse_other_formats(path, data)
-    net = _net_parameter_class()()
-    try:
-        net.ParseFromString(data)
-    except Exception:  # DecodeError, or the C implementation's RuntimeError
-        raise UserError(
-            f"{path} cannot be read as a Caffe model: the binary protobuf is truncated or corrupt"
-        ) from None
-    if not net.layer:
-        detail = "old-style (V1) Caffe layers" if net.layers else "no Caffe layers"
-        raise UserError(f"{path} is not a caffemodel of the authors' release ({detail})")
-    return net
-
-
-def _refuse_other_formats(path: Path, data: bytes) -> None:
-    """Name the usual wrong files (an HDF5 snapshot, a text prototxt, an empty file)."""
-    if not data:
-        raise UserError(f"{path} is empty, not a caffemodel")
-    if data.startswith(b"\x89HDF\r\n\x1a\n"):
-        raise UserError(f"{path} is an HDF5 snapshot; import-release reads the binary .caffemodel")
-    head = data[:4096]
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError:
-        return
-    if text and all(ch.isprintable() or ch in "\r\n\t" for ch in text):
-        raise UserError(
-            f"{path} is a text file (a .prototxt?), not a binary .caffemodel"
-        )
-
-
-def load_release(path: str | os.PathLike, **model_kwargs) -> ReleaseImport:
+def load_release(
+    path: str | os.PathLike, *, max_bytes: int | None = None, **model_kwargs
+) -> ReleaseImport:
     """Build the full :class:`FlowDeblurNet` holding the weights of the release's caffemodel.
 
     Args:
         path: the authors' trained ``.caffemodel`` (binary protobuf).
+        max_bytes: the largest file accepted (default
+            :data:`flowdeblur.weights.caffemodel.MAX_BYTES`, 256 MB).
         model_kwargs: passed to :class:`FlowDeblurNet` (e.g. ``rnn_backend``).
     Raises:
-        UserError: the file is unreadable, not a caffemodel, or not the release's network (the
-            message names the first layer that does not fit).
+        UserError: the file is unreadable, too large, not a caffemodel, or not the release's
+            network (the message names the first layer that does not fit).
     """
-    net = read_caffemodel(path)
-    model = FlowDeblurNet("full", **model_kwargs)
-    convs = _conv_layers()
-    layers = _layers_by_name(net, path)
-    try:
-        _check_graph(net, layers, convs)
-        skipped = _check_rnns(layers)
-        values = _copy_convs(layers, convs, model, _Layouts(model, convs))
-    except _Mismatch as e:
-        raise UserError(f"{path} is not the authors' released network: {e}") from None
-    ignored = [lay.name for lay in net.layer if lay.type in _IGNORED_TYPES
-               or lay.type.endswith("Loss")]
+    with open_caffemodel(path, max_bytes=max_bytes) as net:
+        model = FlowDeblurNet("full", **model_kwargs)
+        convs = _conv_layers()
+        layers = _layers_by_name(net)
+        try:
+            _check_graph(net, layers, convs)
+            skipped = _check_rnns(layers)
+            values = _copy_convs(layers, convs, model, _Layouts(model, convs))
+        except _Mismatch as e:
+            raise UserError(f"{path} is not the authors' released network: {e}") from None
+        ignored = [lay.name for lay in net.layers if lay.type in _IGNORED_TYPES
+                   or lay.type.endswith("Loss")]
     return ReleaseImport(model.eval(), len(convs), values, skipped, ignored)
 
 
@@ -438,11 +296,12 @@ class _Mismatch(Exception):
     """The file is a caffemodel, but of another network; the message names what differs."""
 
 
-def _layers_by_name(net, path) -> dict:
+def _layers_by_name(net: CaffeModel) -> dict[str, Layer]:
     layers = {}
-    for lay in net.layer:
+    for lay in net.layers:
         if lay.name in layers:
-            raise UserError(f"{path} has two layers named {lay.name!r}; not the release's network")
+            raise UserError(f"{net.path} has two layers named {short_repr(lay.name)}; not the "
+                            "release's network")
         layers[lay.name] = lay
     return layers
 
@@ -450,7 +309,7 @@ def _layers_by_name(net, path) -> dict:
 # ------------------------------------------------------------------------------ checking
 
 
-def _check_graph(net, layers: dict, convs: list[_Conv]) -> None:
+def _check_graph(net: CaffeModel, layers: dict[str, Layer], convs: list[_Conv]) -> None:
     """The wiring the mapping relies on: conv inputs, concat and slice orders, activations."""
     for c in convs:
         lay = _require(layers, c.caffe, "Deconvolution" if c.deconv else "Convolution")
@@ -464,27 +323,28 @@ def _check_graph(net, layers: dict, convs: list[_Conv]) -> None:
     sliced = {top for tops, _ in slices.values() for top in tops}
     graph = params | set(concats) | sliced | {"data", "leftdata"}
     seen: set[str] = set()
-    for lay in net.layer:
+    for lay in net.layers:
         in_place = len(lay.bottom) == 1 and list(lay.top) == list(lay.bottom)
         if lay.type == "Concat" and len(lay.top) == 1 and lay.top[0] in concats:
             _check_bottoms(lay, concats[lay.top[0]][0])
             seen.add(f"concat {lay.top[0]}")
         elif lay.type == "Slice" and len(lay.bottom) == 1 and lay.bottom[0] in slices:
             tops, points = slices[lay.bottom[0]]
-            if list(lay.top) != tops or list(lay.slice_param.slice_point) != points:
-                raise _Mismatch(f"layer {lay.name!r} slices {lay.bottom[0]} into "
-                                f"{list(lay.top)} at {list(lay.slice_param.slice_point)}, "
+            found = list(lay.params.slice_param.slice_point)
+            if list(lay.top) != tops or found != points:
+                raise _Mismatch(f"layer {short_repr(lay.name)} slices {lay.bottom[0]} into "
+                                f"{short_repr(list(lay.top))} at {short_repr(found)}, "
                                 f"expected {tops} at {points}")
             seen.add(f"slice {lay.bottom[0]}")
         elif in_place and lay.bottom[0] in acts:
             _check_activation(lay, acts[lay.bottom[0]])
             seen.add(f"activation {lay.bottom[0]}")
         elif in_place and lay.bottom[0] in graph:
-            raise _Mismatch(f"layer {lay.name!r} ({lay.type}) changes {lay.bottom[0]} in place; "
-                            "the release's network has no such layer")
-        elif lay.blobs and lay.name not in params:
-            raise _Mismatch(f"layer {lay.name!r} ({lay.type}) has parameters the release's "
-                            "network does not have")
+            raise _Mismatch(f"layer {short_repr(lay.name)} ({short_repr(lay.type)}) changes "
+                            f"{lay.bottom[0]} in place; the release's network has no such layer")
+        elif lay.blob_count and lay.name not in params:
+            raise _Mismatch(f"layer {short_repr(lay.name)} ({short_repr(lay.type)}) has "
+                            "parameters the release's network does not have")
     expected = ({f"concat {t}" for t in concats} | {f"slice {b}" for b in slices}
                 | {f"activation {b}" for b in acts})
     missing = sorted(expected - seen)
@@ -492,36 +352,45 @@ def _check_graph(net, layers: dict, convs: list[_Conv]) -> None:
         raise _Mismatch(f"no layer does the release's {missing[0]}")
 
 
-def _check_activation(lay, slope: float | None) -> None:
+def _check_activation(lay: Layer, slope: float | None) -> None:
     if slope is None:
         if lay.type != "TanH":
-            raise _Mismatch(f"layer {lay.name!r} is {lay.type}, the release has TanH there")
+            raise _Mismatch(f"layer {short_repr(lay.name)} is {short_repr(lay.type)}, the "
+                            "release has TanH there")
         return
-    if lay.type != "ReLU" or abs(lay.relu_param.negative_slope - slope) > 1e-6:
-        found = f"{lay.type}({lay.relu_param.negative_slope:g})" if lay.type == "ReLU" else lay.type
-        raise _Mismatch(f"layer {lay.name!r} is {found}, the release has ReLU({slope:g}) there")
+    negative_slope = lay.params.relu_param.negative_slope
+    if lay.type != "ReLU" or not _close(negative_slope, slope):
+        found = f"ReLU({negative_slope:g})" if lay.type == "ReLU" else short_repr(lay.type)
+        raise _Mismatch(f"layer {short_repr(lay.name)} is {found}, the release has ReLU({slope:g}) "
+                        "there")
 
 
-def _require(layers: dict, name: str, kind: str):
+def _close(value: float, expected: float) -> bool:
+    """``value`` equals ``expected`` up to float32 rounding (a NaN equals nothing)."""
+    return abs(value - expected) <= 1e-6
+
+
+def _require(layers: dict[str, Layer], name: str, kind: str) -> Layer:
     lay = layers.get(name)
     if lay is None:
         raise _Mismatch(f"layer {name!r} is missing (a truncated file, or another network)")
     if lay.type != kind:
-        raise _Mismatch(f"layer {name!r} is of type {lay.type!r}, expected {kind!r}")
+        raise _Mismatch(f"layer {name!r} is of type {short_repr(lay.type)}, expected {kind!r}")
     return lay
 
 
-def _check_bottoms(lay, expected: list[str]) -> None:
+def _check_bottoms(lay: Layer, expected: list[str]) -> None:
     # Caffe saves each layer's bottoms with its weights; an empty list means "not recorded".
     if lay.bottom and list(lay.bottom) != expected:
-        raise _Mismatch(f"layer {lay.name!r} reads {list(lay.bottom)}, expected {expected}")
+        raise _Mismatch(f"layer {short_repr(lay.name)} reads {short_repr(list(lay.bottom))}, "
+                        f"expected {expected}")
 
 
 def _rnn_names() -> list[str]:
     return [f"rnn{k}_{j}" for k in _RNN_SCALES for j in _RNN_LAYERS]
 
 
-def _check_rnns(layers: dict) -> int:
+def _check_rnns(layers: dict[str, Layer]) -> int:
     """Check the 12 GateRecurrent layers compute Eq. 13 in the expected direction.
 
     Returns the number of blobs skipped. Each layer allocates W_x (1x1xCxC), W_h (1x1xCxC) and
@@ -534,8 +403,8 @@ def _check_rnns(layers: dict) -> int:
         for j, (horizontal, reverse, part) in _RNN_LAYERS.items():
             lay = _require(layers, f"rnn{k}_{j}", "GateRecurrent")
             _check_bottoms(lay, [source, f"rnnw{k}_{part}"])
-            p = lay.gaterecurrent_param
-            if not lay.HasField("gaterecurrent_param"):
+            p = lay.params.gaterecurrent_param
+            if not lay.params.HasField("gaterecurrent_param"):
                 raise _Mismatch(f"layer {lay.name!r} has no gaterecurrent_param")
             used = [f for f in ("use_wx", "use_wh", "use_bias") if getattr(p, f)]
             if used:
@@ -543,7 +412,7 @@ def _check_rnns(layers: dict) -> int:
                                 "blobs would be used, which the release's network does not do")
             # restrict_g < 1 would scale gates and input; active != LINEAR adds a nonlinearity.
             # (The GPU code reads "active" from spatialrecurrent_param, unset: LINEAR too.)
-            if p.active != 0 or abs(p.restrict_g - 1.0) > 1e-6:
+            if p.active != 0 or not _close(p.restrict_g, 1.0):
                 raise _Mismatch(f"layer {lay.name!r} has active={p.active}, restrict_g="
                                 f"{p.restrict_g:g}; the release's RNN is linear with restrict_g 1")
             if (p.horizontal, p.reverse) != (horizontal, reverse):
@@ -552,41 +421,35 @@ def _check_rnns(layers: dict) -> int:
             if p.HasField("num_output") and p.num_output != channels:
                 raise _Mismatch(f"layer {lay.name!r} has {p.num_output} outputs, "
                                 f"expected {channels}")
-            skipped += len(lay.blobs)
+            skipped += lay.blob_count
     return skipped
 
 
 # ------------------------------------------------------------------------------- copying
 
 
-def _blob_array(lay, index: int) -> np.ndarray:
-    """Blob ``index`` of ``lay`` as a float32 array of its saved shape."""
-    blob = lay.blobs[index]
-    if blob.HasField("shape"):
-        dims = tuple(blob.shape.dim)
-    else:  # legacy 4-D blob
-        dims = (blob.num, blob.channels, blob.height, blob.width)
-    values = np.asarray(blob.data if len(blob.data) else blob.double_data, dtype=np.float32)
-    if values.size != int(np.prod(dims)):
-        raise _Mismatch(f"blob {index} of layer {lay.name!r} holds {values.size} values for "
-                        f"shape {dims}")
-    return values.reshape(dims)
-
-
-def _fit(array: np.ndarray, shape: tuple[int, ...], lay, what: str) -> np.ndarray:
-    """``array`` with leading unit axes dropped (legacy 1x1x1xC biases) if it then has ``shape``."""
-    dims = array.shape
+def _blob_values(lay: Layer, index: int, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """Blob ``index`` of ``lay`` as a float32 array of ``shape``. Its saved shape may only add
+    leading unit axes (legacy 1x1x1xC biases); its values are read once the shape fits, so a
+    file never makes us read more values than our layer holds."""
+    blob = lay.blob(index)
+    dims = blob.dims
     while len(dims) > len(shape) and dims[0] == 1:
         dims = dims[1:]
     if dims != shape:
-        raise _Mismatch(f"layer {lay.name!r} {what} has shape {array.shape}, expected {shape}")
-    return array.reshape(shape)
+        raise _Mismatch(f"layer {lay.name!r} {what} has shape {blob.dims}, expected {shape}")
+    values = blob.values().reshape(shape)
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:  # they would turn every output frame into NaN, shown black or white
+        raise UserError(f"{lay.source.path}: layer {lay.name!r} {what} holds {bad:,} NaN or "
+                        "infinite values; not usable weights")
+    return values
 
 
-def _check_geometry(lay, module: nn.Module) -> None:
+def _check_geometry(lay: Layer, module: nn.Module) -> None:
     """Kernel, stride, padding recorded in the file equal our layer's (square, so no swap)."""
-    p = lay.convolution_param
-    if not lay.HasField("convolution_param"):
+    p = lay.params.convolution_param
+    if not lay.params.HasField("convolution_param"):
         return
     want = {"kernel": module.kernel_size[0], "stride": module.stride[0],
             "pad": module.padding[0], "group": 1, "dilation": 1}
@@ -612,18 +475,19 @@ def _one(values, h: int, w: int, default: int | None) -> int | None:
     return values.pop() if len(values) == 1 else -1
 
 
-def _copy_convs(layers: dict, convs: list[_Conv], model: FlowDeblurNet, lay_out: _Layouts) -> int:
+def _copy_convs(layers: dict[str, Layer], convs: list[_Conv], model: FlowDeblurNet,
+                lay_out: _Layouts) -> int:
     """Copy every (de)convolution's weight and bias into ``model``; returns the values copied."""
     modules = _conv_modules(model)
     filled = 0
     for c in convs:
         lay, module = layers[c.caffe], modules[c.ours]
         _check_geometry(lay, module)
-        if len(lay.blobs) != 2:
-            raise _Mismatch(f"layer {lay.name!r} has {len(lay.blobs)} blobs, expected 2 "
+        if lay.blob_count != 2:
+            raise _Mismatch(f"layer {lay.name!r} has {lay.blob_count} blobs, expected 2 "
                             "(weight and bias)")
-        weight = _fit(_blob_array(lay, 0), tuple(module.weight.shape), lay, "weight")
-        bias = _fit(_blob_array(lay, 1), tuple(module.bias.shape), lay, "bias")
+        weight = _blob_values(lay, 0, tuple(module.weight.shape), "weight")
+        bias = _blob_values(lay, 1, tuple(module.bias.shape), "bias")
         w, b = _to_ours(weight, bias, lay_out.layout[c.bottom], lay_out.layout[c.caffe], c.deconv)
         with torch.no_grad():
             module.weight.copy_(torch.from_numpy(w))
@@ -661,17 +525,20 @@ def import_release(
     *,
     dtype: str = "fp32",
     overwrite: bool = False,
+    max_bytes: int | None = None,
 ) -> ReleaseImport:
     """Convert the authors' ``.caffemodel`` to a flowdeblur weights file (safetensors).
 
     The output loads with :func:`flowdeblur.weights.load_weights` and ``--weights`` (it holds
-    the full model's config). Nothing is written unless the whole file was read and mapped.
+    the full model's config). Nothing is written unless the whole file was read and mapped and
+    every value is finite in ``dtype`` (fp16 overflows beyond 65504).
 
     Args:
         source: the release's trained ``.caffemodel``.
         output: the weights file to write (e.g. ``release.safetensors``).
         dtype: "fp32" (default, exact), "bf16" or "fp16".
         overwrite: replace ``output`` if it exists.
+        max_bytes: the largest caffemodel accepted (default 256 MB; the release's is 33 MB).
     """
     source, output = Path(source), Path(output)
     if output.exists() and not overwrite:
@@ -680,9 +547,10 @@ def import_release(
         raise UserError(f"{output} is the input caffemodel; choose another output")
     if output.is_dir():
         raise UserError(f"{output} is a folder; give a file name such as release.safetensors")
-    result = load_release(source)
+    check_can_create(output, "WEIGHTS")  # before the work, not after it
+    result = load_release(source, max_bytes=max_bytes)
     save_weights(
-        result.model, output, dtype=dtype,
+        result.model, output, dtype=dtype, require_finite=True,
         extra_metadata={
             "source": f"{source.name}: the authors' MatCaffe release "
                       "(zhjwustc/tcsvt21_flow_deblur_matcaffe), imported by flowdeblur",
