@@ -2,7 +2,7 @@
 GPU's peak throughput from its data sheet.
 
 Every figure of docs/BENCHMARKS.md about the network's speed comes from this command; see
-``flowdeblur bench --help`` for the options and src/flowdeblur/apps/bench.py for what is timed.
+``flowdeblur bench --help`` for the options and src/flowdeblur/apps/bench/ for what is timed.
 When CUDA is present, the GPU is in benchmarks/gpu_datasheets.py and no ``--peak-tflops`` is
 given, its peak is passed as ``--peak-tflops``, so the report sets the figures beside the
 paper's Table III per unit of hardware (the report's command line shows the value used).

@@ -20,12 +20,8 @@ import torch
 
 from flowdeblur.data.synthetic import SceneConfig
 from flowdeblur.errors import UserError
-from flowdeblur.evaluation.flow_epe import (
-    HELDOUT_SEED,
-    format_flow_table,
-    motorcycle_epe,
-    synthetic_epe,
-)
+from flowdeblur.evaluation.flow_epe import format_flow_table, motorcycle_epe, synthetic_epe
+from flowdeblur.evaluation.heldout import HELDOUT_SEED
 from flowdeblur.media.atomic import atomic_write_text
 from flowdeblur.runtime import resolve_device
 from flowdeblur.training.config import load_config

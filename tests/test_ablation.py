@@ -1,8 +1,8 @@
-"""benchmarks/ablation.py: the Table IV protocol, its summary and its command line."""
+"""references/ablation.py: the Table IV protocol, its summary and its command line."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "ablation.py"
+REFERENCES = ROOT / "references"
+SCRIPT = REFERENCES / "ablation.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("ablation_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
+    # The scripts import each other by name, with references/ first on sys.path as when run.
+    if str(REFERENCES) not in sys.path:
+        sys.path.insert(0, str(REFERENCES))
+    return importlib.import_module("ablation")
 
 
 ablation = _load()

@@ -151,7 +151,7 @@ def test_time_callable_reports_the_median(monkeypatch):
     def call():
         clock[0] += next(durations)
 
-    monkeypatch.setattr(bench.time, "perf_counter", fake_perf_counter)
+    monkeypatch.setattr(bench.timing.time, "perf_counter", fake_perf_counter)
     t = time_callable(call, device="cpu", repeats=4, warmup=1)
     assert t.first_call_s == 9.0
     assert t.median_s == 2.5 and t.min_s == 1.0 and t.max_s == 5.0

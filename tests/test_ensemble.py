@@ -85,7 +85,7 @@ def test_ensemble_of_one_is_the_forward_itself_and_bad_sizes_are_refused():
     net = Recorder()
     assert self_ensemble(net, 1) is net
     for bad in (0, 3, 16):
-        with pytest.raises(UserError, match="--ensemble must be one of 1, 2, 4, 8"):
+        with pytest.raises(UserError, match="^ensemble must be one of 1, 2, 4, 8"):
             self_ensemble(net, bad)
 
 

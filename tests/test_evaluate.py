@@ -13,13 +13,9 @@ from torch import nn
 
 from flowdeblur.cli import main
 from flowdeblur.errors import UserError
+from flowdeblur.evaluation.folders import evaluate_folders
 from flowdeblur.evaluation.metrics import psnr, ssim, temporal_error
-from flowdeblur.evaluation.protocols import (
-    SU30_FRAMES,
-    evaluate_folders,
-    evaluate_model,
-    protocol_frames,
-)
+from flowdeblur.evaluation.protocols import SU30_FRAMES, evaluate_model, protocol_frames
 from flowdeblur.media import read_image, write_image
 from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput
 from flowdeblur.weights import save_weights
@@ -186,7 +182,7 @@ def test_ensemble_averages_mirrored_copies_and_is_recorded(dvd):
     blur, sharp = read_image(files_in[0])[None], read_image(files_gt[0])[None]
     expected = psnr((blur + 0.001 * (W - 1)).clamp(0, 1), sharp).item()
     assert result.per_sequence[LANDSCAPE[0]]["psnr"] == pytest.approx(expected, abs=1e-4)
-    with pytest.raises(UserError, match="--ensemble must be one of"):
+    with pytest.raises(UserError, match="^ensemble must be one of"):
         evaluate_model(RampStub(), dvd, "dvd", ensemble=3, progress=False)
 
 

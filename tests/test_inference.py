@@ -6,6 +6,7 @@ import itertools
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -185,6 +186,36 @@ def test_return_flow_gives_full_resolution_flow(model):
     assert torch.isfinite(flow).all()
     with pytest.raises(UserError, match="no flow network"):
         deblur_frames(FlowDeblurNet("no_rnn"), frames, device="cpu", return_flow=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_numpy_frames_come_back_as_numpy_of_their_dtype(model, dtype):
+    g = torch.Generator().manual_seed(4)
+    tensors = [torch.rand(3, 24, 40, generator=g) for _ in range(3)]
+    top = {np.uint8: 255, np.uint16: 65535}.get(dtype, 1)
+    arrays = [(t.permute(1, 2, 0).numpy() * top).round().astype(dtype) if top > 1
+              else t.permute(1, 2, 0).numpy().astype(dtype) for t in tensors]
+    got = list(deblur_frames(model, arrays, device="cpu", precision="fp32", scene_cuts=False,
+                             return_flow=True))
+    ref = list(deblur_frames(model, [torch.from_numpy(a.astype(np.float64) / top).permute(
+        2, 0, 1).float() for a in arrays], device="cpu", precision="fp32", scene_cuts=False,
+        return_flow=True))
+    for (image, flow), (ref_image, ref_flow) in zip(got, ref, strict=True):
+        assert isinstance(image, np.ndarray) and image.dtype == dtype
+        assert image.shape == (24, 40, 3) and flow.shape == (24, 40, 2)
+        assert flow.dtype == np.float32
+        back = torch.from_numpy(image.astype(np.float64) / top).permute(2, 0, 1)
+        assert float((back - ref_image.double()).abs().max()) <= 0.5 / top + 1e-6
+        np.testing.assert_allclose(flow, ref_flow.permute(1, 2, 0).numpy(), atol=1e-6)
+    pair = deblur_image_pair(model, arrays[0], arrays[1], device="cpu", precision="fp32")
+    assert isinstance(pair, np.ndarray) and pair.dtype == dtype and pair.shape == (24, 40, 3)
+    assert np.abs(pair.astype(np.float64) - got[0][0].astype(np.float64)).max() <= 1
+
+
+def test_the_api_keeps_no_gradient_graph(model):
+    frames = [torch.rand(3, 24, 40, requires_grad=True) for _ in range(2)]
+    assert not any(out.requires_grad for out in deblur_frames(model, frames, device="cpu"))
+    assert not deblur_image_pair(model, frames[0], frames[1], device="cpu").requires_grad
 
 
 # ------------------------------------------------------------------------------ one pair

@@ -1,24 +1,25 @@
-"""benchmarks/recipe_arms.py: the budget of each arm, the two-phase flow pre-training arm and
+"""references/recipe_arms.py: the budget of each arm, the two-phase flow pre-training arm and
 the table (no training runs here: the training command is recorded instead)."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "benchmarks" / "recipe_arms.py"
+REFERENCES = ROOT / "references"
 
 
 @pytest.fixture(scope="module")
 def arms():
-    spec = importlib.util.spec_from_file_location("recipe_arms", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    # The scripts import each other by name, with references/ first on sys.path as when run.
+    if str(REFERENCES) not in sys.path:
+        sys.path.insert(0, str(REFERENCES))
+    return importlib.import_module("recipe_arms")
 
 
 @pytest.fixture
@@ -35,14 +36,14 @@ def recorded(arms, monkeypatch):
     def fake_export(checkpoint, output, **kwargs):
         Path(output).write_bytes(b"")
 
-    monkeypatch.setattr(arms, "_run_training", fake_training)
+    monkeypatch.setattr(arms, "run_training", fake_training)
     monkeypatch.setattr(arms, "latest_checkpoint", lambda run: Path(run) / "checkpoints" / "x")
     monkeypatch.setattr(arms, "export_weights_from_checkpoint", fake_export)
     return calls
 
 
 def test_budget_is_the_recipe_steps_unless_overridden(arms):
-    recipe = yaml.safe_load((ROOT / "configs" / "cpu_recipe.yaml").read_text())["steps"]
+    recipe = yaml.safe_load((REFERENCES / "configs" / "cpu_recipe.yaml").read_text())["steps"]
     assert arms.recipe_steps([]) == recipe
     assert arms.recipe_steps(["model.init_weights=x", "steps=7"]) == 7
 

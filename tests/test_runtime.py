@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+from flowdeblur.apps.bench.standin import StandInRNN, use_standin_rnn
 from flowdeblur.cli import main
 from flowdeblur.errors import UserError
 from flowdeblur.inference import deblur_frames, deblur_video
@@ -14,11 +15,7 @@ from flowdeblur.media import write_image
 from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput, SpatialRNN
 from flowdeblur.runtime import Runtime
 from flowdeblur.runtime import device as device_rules
-from flowdeblur.runtime.fastpath import (
-    StandInRNN,
-    prepare_for_inference,
-    use_standin_rnn,
-)
+from flowdeblur.runtime.fastpath import prepare_for_inference
 from flowdeblur.weights import save_weights
 
 cuda = pytest.mark.gpu  # skipped without CUDA by tests/conftest.py

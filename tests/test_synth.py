@@ -139,13 +139,13 @@ def test_synth_from_video(tmp_path):
 def test_synth_errors_leave_nothing(tmp_path):
     _sharp_folder(tmp_path / "in", 3)
     out = tmp_path / "out"
-    with pytest.raises(UserError, match="--average"):
+    with pytest.raises(UserError, match="^average"):
         synthesize_blur(tmp_path / "in", out, average=0, progress=False)
     with pytest.raises(UserError, match="at least 4 frames"):
         synthesize_blur(tmp_path / "in", out, average=4, progress=False)
     with pytest.raises(UserError, match="not found"):
         synthesize_blur(tmp_path / "missing", out, average=2, progress=False)
-    with pytest.raises(UserError, match="--stride"):
+    with pytest.raises(UserError, match="^stride must be at least 1"):
         synthesize_blur(tmp_path / "in", out, average=2, stride=0, progress=False)
     assert not out.exists()
     # A frame of the wrong size mid-stream: error naming it, and no partial dataset.

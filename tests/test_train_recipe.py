@@ -116,14 +116,14 @@ def test_time_limit_ends_the_run_like_a_finished_one(tmp_path):
     assert load_checkpoint(latest_checkpoint(c.run_dir))["step"] == 1
 
 
-def test_gpu_finetune_config_runs_two_steps_on_the_cpu(tmp_path):
-    """configs/gpu_finetune.yaml (the device-session command) end to end, shrunk to 2 CPU steps:
+def test_finetune_config_runs_two_steps_on_the_cpu(tmp_path):
+    """configs/finetune.yaml (the device-session command) end to end, shrunk to 2 CPU steps:
     it starts from the shipped weights and exports bf16 weights to export_path."""
     from flowdeblur.cli import main
 
     out = tmp_path / "OUT" / "weights.safetensors"
     root = Path(__file__).resolve().parents[1]
-    rc = main(["train", "--config", str(root / "configs" / "gpu_finetune.yaml"),
+    rc = main(["train", "--config", str(root / "configs" / "finetune.yaml"),
                f"run_dir={tmp_path / 'run'}", f"export_path={out}", "device=cpu", "steps=2",
                "data.batch_size=2", "data.crop_size=64", "model.rnn_backend=torch"])
     assert rc == 0

@@ -25,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from ..data.synthetic import SceneConfig, clip_config, make_clip
-from ..errors import UserError
+from ..errors import OptionError, UserError
 from ..evaluation.metrics import psnr, ssim
 from ..inference import deblur_frames
 from ..inference.ensemble import check_ensemble
@@ -115,10 +115,11 @@ def run_demo(
         against the sharp ones.
     """
     if num_frames < 2:
-        raise UserError(f"--frames must be at least 2, got {num_frames}")
+        raise OptionError("num_frames", f"{{option}} must be at least 2, got {num_frames}")
     h, w = size
     if h < 64 or w < 64:
-        raise UserError(f"--size must be at least 64x64, got {w}x{h} (width x height)")
+        raise OptionError("size", f"{{option}} must be at least 64x64, got {w}x{h} (width x "
+                          "height)")
     check_ensemble(ensemble)
     runtime = Runtime.resolve(device, precision, purpose="report")  # checked before slow parts
     dev = runtime.device

@@ -14,7 +14,13 @@ from ..apps.demo import DEFAULT_FRAMES, DEFAULT_SIZE, DESCRIPTIONS, run_demo
 from ..errors import UserError
 from ..inference.ensemble import check_ensemble
 from ..runtime import Runtime
-from .common import load_model
+from .common import (
+    add_ensemble_option,
+    add_progress_option,
+    add_runtime_options,
+    add_weights_option,
+    load_model,
+)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -39,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (demo_out)")
-    p.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped ones)")
+    add_weights_option(p)
     p.add_argument(
         "--frames", type=int, default=DEFAULT_FRAMES, help=f"clip length (default {DEFAULT_FRAMES})"
     )
@@ -48,13 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help=f"frame size (default {DEFAULT_SIZE[1]}x{DEFAULT_SIZE[0]})",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic clip (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="auto: fp32, like every figure the project reports")
-    p.add_argument("--ensemble", type=int, default=1, metavar="N",
-                   help="average N flipped/transposed copies per frame: 1 (default), 2, 4 or 8 "
-                   "(as flowdeblur deblur --ensemble)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_runtime_options(p, auto_precision="fp32, like every figure the project reports")
+    add_ensemble_option(p)
+    add_progress_option(p)
     p.set_defaults(run=run)
 
 

@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from ..evaluation.protocols import (
-    PROTOCOLS,
-    check_result_path,
-    evaluate_folders,
-    evaluate_model,
+from ..evaluation.folders import evaluate_folders
+from ..evaluation.protocols import PROTOCOLS, evaluate_model
+from ..evaluation.results import check_result_path
+from .common import (
+    add_ensemble_option,
+    add_progress_option,
+    add_runtime_options,
+    add_weights_option,
+    load_model,
 )
-from ..runtime import PRECISIONS
-from .common import load_model
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,24 +54,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--protocol", choices=PROTOCOLS, default=None,
         help="which frames and how: release (the authors' scripts), all, su30 (default: all)",
     )
-    model.add_argument("--weights", metavar="FILE", help="weights file (default: the shipped ones)")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    model.add_argument(
-        "--precision", choices=("auto", *PRECISIONS), default="auto",
-        help="auto (fp32: reported figures), fp32, bf16 or fp16 (CUDA only)",
-    )
+    add_weights_option(model)
+    add_runtime_options(model, auto_precision="fp32, as every reported figure")
     model.add_argument("--save-dir", metavar="DIR", help="also write the scored outputs as PNGs")
     model.add_argument(
         "--max-frames", type=int, metavar="K", help="score only the first K frames per sequence"
     )
-    model.add_argument(
-        "--ensemble", type=int, metavar="N",
-        help="average the outputs for N flipped/transposed copies of each frame: 1 (default), "
-        "2, 4 or 8 (see flowdeblur deblur --ensemble)",
-    )
+    add_ensemble_option(model, default=None)
 
     score = p.add_argument_group("scoring")
-    score.add_argument("--crop", type=int, default=0, metavar="N", help="ignore N border pixels")
+    score.add_argument("--crop", dest="crop_border", type=int, default=0, metavar="N",
+                       help="ignore N border pixels")
     score.add_argument(
         "--y", action="store_true",
         help="score the BT.601 luma Y = 16/255 + (65.481 R + 128.553 G + 24.966 B)/255 "
@@ -83,7 +78,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--json", metavar="PATH", help="write the full result (per frame too) as JSON")
     out.add_argument("--csv", metavar="PATH", help="write per-sequence means as CSV")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_option(out)
     p.set_defaults(run=run)
 
 
@@ -104,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{given[0]} applies only to model evaluation (--data)")
         result = evaluate_folders(
-            args.outputs, args.targets, crop_border=args.crop, y_channel=args.y,
+            args.outputs, args.targets, crop_border=args.crop_border, y_channel=args.y,
             quantize=bool(args.quantize), layout=args.layout, split=args.split,
             progress=not args.no_progress,
         )
@@ -113,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         result = evaluate_model(
             model, args.data, args.layout or "dvd", protocol=args.protocol or "all",
             split=args.split, device=args.device, precision=args.precision,
-            crop_border=args.crop, y_channel=args.y,
+            crop_border=args.crop_border, y_channel=args.y,
             quantize=True if args.quantize is None else args.quantize,
             save_dir=args.save_dir, progress=not args.no_progress, max_frames=args.max_frames,
             ensemble=1 if args.ensemble is None else args.ensemble,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..data.blur_synthesis import CURVES, synthesize_blur
+from .common import add_progress_option
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +34,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bits", type=int, choices=(8, 16), default=8, help="PNG bit depth")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUT_DIR, replacing OUT_DIR/<seq>")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_progress_option(p)
     p.set_defaults(run=run)
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         curve=args.curve,
         bits=args.bits,
         overwrite=args.overwrite,
-        progress=not args.quiet,
+        progress=not args.no_progress,
     )
     print(f"wrote {result.num_pairs} blurry/sharp pairs to {result.sequence_dir}")
     return 0

@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..errors import UserError
+from ..errors import OptionError, UserError
 from ..media import FrameSource, write_image
 from ..media.atomic import replace_path, temp_dir_beside
 
@@ -129,10 +129,10 @@ def _num_groups(num_frames: int, average: int, stride: int) -> int:
 
 def _check_args(average: int, stride: int | None, curve: str, bits: int) -> int:
     if average < 1:
-        raise UserError(f"--average must be at least 1, got {average}")
+        raise OptionError("average", f"{{option}} must be at least 1, got {average}")
     stride = average if stride is None else stride
     if stride < 1:
-        raise UserError(f"--stride must be at least 1, got {stride}")
+        raise OptionError("stride", f"{{option}} must be at least 1, got {stride}")
     if curve not in CURVES:
         raise UserError(f"unknown curve {curve!r}; choose one of {', '.join(CURVES)}")
     if bits not in (8, 16):
@@ -199,7 +199,8 @@ def synthesize_blur(
     seq_name = _sequence_name(seq_name, input_paths)
     total = len(source)
     if total < average:
-        raise UserError(f"--average {average} needs at least {average} frames, input has {total}")
+        raise OptionError("average", f"{{option}} {average} needs at least {average} frames, input "
+                          f"has {total}")
 
     out_dir = Path(out_dir)
     seq_dir = out_dir / seq_name
@@ -242,7 +243,7 @@ def _sequence_name(seq_name: str | None, input_paths: list[Path]) -> str:
         first = input_paths[0]
         seq_name = first.parent.name if len(input_paths) > 1 else (first.stem or first.name)
     if not seq_name or seq_name in (".", "..") or "/" in seq_name or os.sep in seq_name:
-        raise UserError(f"--seq-name must be a plain folder name, got {seq_name!r}")
+        raise OptionError("seq_name", f"{{option}} must be a plain folder name, got {seq_name!r}")
     return seq_name
 
 
@@ -263,5 +264,6 @@ def _write_pairs(source: FrameSource, folder: Path, average: int, stride: int, c
         used = start + average
         advance(1)
     if count == 0:  # the container's frame count was optimistic
-        raise UserError(f"--average {average} needs at least {average} frames in the input")
+        raise OptionError("average", f"{{option}} {average} needs at least {average} frames in "
+                          "the input")
     return SynthResult(sequence_dir=folder, num_pairs=count, frames_used=used)

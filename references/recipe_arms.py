@@ -1,10 +1,10 @@
 """Training recipes compared at a fixed budget: each arm continues the shipped weights for the
-same number of steps from configs/cpu_recipe.yaml, changing one thing, and is scored in fp32
-on the real-footage dev clips (benchmarks/real_clips.py) and on the held-out synthetic set
-(benchmarks/heldout_synthetic.py), against the same baseline run.
+same number of steps from references/configs/cpu_recipe.yaml, changing one thing, and is
+scored in fp32 on the real-footage dev clips (real_clips.py) and on the held-out synthetic set
+(flowdeblur.evaluation.heldout), against the same baseline run.
 
-    python benchmarks/recipe_arms.py --out runs/arms --arms baseline,ema,degrade,photos
-    python benchmarks/recipe_arms.py --out runs/arms --arms baseline,ema --seeds 21,22
+    python references/recipe_arms.py --out runs/arms --arms baseline,ema,degrade,photos
+    python references/recipe_arms.py --out runs/arms --arms baseline,ema --seeds 21,22
 
 An arm run with ``ema_decay`` yields two sets of weights: the average's (exported by the run,
 scored as ``ARM+ema``) and the raw weights of its last checkpoint (scored as ``ARM``), so the
@@ -17,47 +17,48 @@ others'. ``--init`` starts every arm (and the scored ``start`` row) from other w
 shipped file, e.g. those an earlier table started from, to add seeds to it; ``--set`` adds
 overrides to every arm, the baseline included (e.g. ``cpu_amp=true``).
 
-    python benchmarks/recipe_arms.py --out runs/arms_flow --arms baseline,flow_pretrain
-    python benchmarks/recipe_arms.py --out runs/arms5 --arms baseline,degrade --seeds 22 \
+    python references/recipe_arms.py --out runs/arms_flow --arms baseline,flow_pretrain
+    python references/recipe_arms.py --out runs/arms5 --arms baseline,degrade --seeds 22 \
         --init old_weights.safetensors
 
 Resumable: an arm whose weights exist is not trained again (an interrupted one resumes from
 its checkpoint), and scores already written are kept. The markdown table goes to stdout and
 ``OUT/arms.md``, every figure to ``OUT/arms.json``. Training photographs for the ``photos`` arm:
-``python benchmarks/training_photos.py`` (default folder below). Never choose an arm on the
+``python references/training_photos.py`` (default folder below). Never choose an arm on the
 test clips: they are scored only for the final weights.
 """
 
 from __future__ import annotations
 
 import argparse
-import filecmp
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from common import CONFIGS, ROOT, dev_mean, same_copy, score_synthetic
+from real_clips import score_dev
+
+from flowdeblur.cli import main as flowdeblur_main
 from flowdeblur.errors import UserError
-from flowdeblur.media.atomic import atomic_file
+from flowdeblur.media.atomic import atomic_write_text
 from flowdeblur.training.checkpoint import export_weights_from_checkpoint, latest_checkpoint
 from flowdeblur.training.config import load_config
 from flowdeblur.weights import PRETRAINED
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "configs" / "cpu_recipe.yaml"
+RECIPE = CONFIGS / "cpu_recipe.yaml"
 PHOTOS = Path.home() / ".cache" / "flowdeblur" / "training_photos"
 
 EMA = "ema_decay=0.998"
 
-#: arm -> overrides of configs/cpu_recipe.yaml (one change each against "baseline"; the
+#: arm -> overrides of references/configs/cpu_recipe.yaml (one change each against "baseline"; the
 #: weight average, which does not change training, is tracked alongside).
 ARMS: dict[str, list[str]] = {
     "baseline": [],
     "ema": [EMA],
     "charbonnier": ["image_loss=charbonnier", EMA],
     "lr_constant": ["schedule.kind=constant", EMA],
-    # Run 6's peak (configs/cpu_continue.yaml), to separate its learning rate from its data.
+    # The peak of references/configs/cpu_continue.yaml, to separate its learning rate from its
+    # data.
     "lr3e-4": ["optim.lr=3e-4", EMA],
     "degrade": ["data.degrade={noise_probability: 0.5, compression_probability: 0.3}",
                 "data.synthetic.motion_range=[0.0, 1.0]", EMA],
@@ -86,11 +87,11 @@ def train_arm(out: Path, arm: str, seed: int, common: list[str]) -> dict[str, Pa
             steps = recipe_steps(common)
             first = run / "phase1"
             if not (first / "weights.safetensors").is_file():
-                _run_training(first, f"{arm} phase 1", seed,
+                run_training(first, f"{arm} phase 1", seed,
                               [*common, *FIRST_PHASE[arm], f"steps={steps // 2}"])
             overrides += [f"model.init_weights={first / 'weights.safetensors'}",
                           f"steps={steps - steps // 2}"]
-        _run_training(run, arm, seed, overrides)
+        run_training(run, arm, seed, overrides)
     if EMA not in ARMS[arm]:
         return {f"{arm}_s{seed}": weights}
     raw = run / "raw.safetensors"
@@ -100,17 +101,19 @@ def train_arm(out: Path, arm: str, seed: int, common: list[str]) -> dict[str, Pa
 
 
 def recipe_steps(common: list[str]) -> int:
-    """The budget of every arm: ``steps`` of configs/cpu_recipe.yaml under ``common``."""
+    """The budget of every arm: ``steps`` of the recipe under ``common``."""
     return load_config(RECIPE, common).steps
 
 
-def _run_training(run: Path, name: str, seed: int, overrides: list[str]) -> None:
-    cmd = [sys.executable, "-m", "flowdeblur", "train", "--config", str(RECIPE),
-           f"run_dir={run}", f"seed={seed}", *overrides]
+def run_training(run: Path, name: str, seed: int, overrides: list[str]) -> None:
+    """``flowdeblur train`` of the recipe with ``overrides`` into ``run``; a run with
+    checkpoints resumes. UserError when the command fails."""
+    args = ["train", "--config", str(RECIPE), f"run_dir={run}", f"seed={seed}", *overrides]
     if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
-        cmd.append("--resume")
-    print(f"== training {name} (seed {seed}): {' '.join(cmd[3:])}", flush=True)
-    subprocess.run(cmd, check=True)
+        args.append("--resume")
+    print(f"== training {name} (seed {seed}): {' '.join(args[1:])}", flush=True)
+    if flowdeblur_main(args) != 0:
+        raise UserError(f"training {name} (seed {seed}) failed; see the message above")
 
 
 def start_weights(out: Path, init: Path | None) -> Path:
@@ -121,42 +124,14 @@ def start_weights(out: Path, init: Path | None) -> Path:
     if not source.is_file():
         raise UserError(f"--init {source}: no such file")
     target = out / "start" / "start.safetensors"
-    if target.is_file():
-        if not filecmp.cmp(source, target, shallow=False):
-            raise UserError(f"{out} was started from other weights than {source}; "
-                            f"use another --out")
-    else:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_file(target) as temporary:  # a killed copy leaves no partial start
-            shutil.copyfile(source, temporary)
+    if not same_copy(source, target):
+        raise UserError(f"{out} was started from other weights than {source}; use another --out")
     return target
 
 
-def score_dev(weights: Path, unsharp: tuple[float, float]) -> dict:
-    """Per-clip scores of ``weights`` on the dev clips (cached beside the weights)."""
-    target = weights.with_name(f"dev_{weights.stem}.json")  # raw and average share a folder
-    if not target.is_file():
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "real_clips.py"), "--split",
-                        "dev", "--weights", str(weights), "--unsharp", *map(str, unsharp),
-                        "--json", str(target)], check=True)
-    return json.loads(target.read_text())
-
-
 def score_heldout(out: Path, weights: dict[str, Path], samples: int) -> dict:
-    """Held-out synthetic PSNR/SSIM of every arm, in one run (the set is drawn once)."""
-    target = out / "heldout.json"
-    done = json.loads(target.read_text()) if target.is_file() else {}
-    missing = [w for w in weights.values() if f"flowdeblur ({w})" not in done.get("rows", {})]
-    if missing:
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "heldout_synthetic.py"),
-                        "--samples", str(samples), "--weights", *map(str, weights.values()),
-                        "--json", str(target)], check=True)
-        done = json.loads(target.read_text())
-    return done
-
-
-def _mean(clips: dict, method: str) -> float:
-    return sum(c[method]["psnr"] for c in clips.values()) / len(clips)
+    """Held-out synthetic PSNR/SSIM of every arm (the set is drawn once), in OUT/heldout.json."""
+    return score_synthetic(out / "heldout.json", weights.values(), samples)
 
 
 def table(weights: dict[str, Path], dev: dict, heldout: dict) -> str:
@@ -169,14 +144,14 @@ def table(weights: dict[str, Path], dev: dict, heldout: dict) -> str:
     head = ["arm", *clips, "dev mean", "vs baseline", "held-out synthetic", "vs baseline"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     blurry = ["blurry input", *(f"{first[c]['blurry']['psnr']:.2f}" for c in clips),
-              f"{_mean(first, 'blurry'):.2f}", "", f"{rows['blurry input']['psnr']:.2f}", ""]
+              f"{dev_mean(first, 'blurry'):.2f}", "", f"{rows['blurry input']['psnr']:.2f}", ""]
     lines.append("| " + " | ".join(blurry) + " |")
     for name, w in weights.items():
         seed = name.rsplit("_s", 1)[1] if "_s" in name else None
         base = f"baseline_s{seed}"
-        mean = _mean(dev[name]["clips"], "flowdeblur")
+        mean = dev_mean(dev[name]["clips"], "flowdeblur")
         held = rows[f"flowdeblur ({w})"]["psnr"]
-        d_dev = f"{mean - _mean(dev[base]['clips'], 'flowdeblur'):+.2f}" if base in dev else ""
+        d_dev = f"{mean - dev_mean(dev[base]['clips'], 'flowdeblur'):+.2f}" if base in dev else ""
         d_held = f"{held - rows[f'flowdeblur ({weights[base]})']['psnr']:+.2f}" \
             if base in weights else ""
         cells = [name, *(f"{dev[name]['clips'][c]['flowdeblur']['psnr']:.2f}" for c in clips),
@@ -193,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=64, help="held-out synthetic scenes")
     parser.add_argument("--unsharp", type=float, nargs=2, default=(0.5, 0.1),
                         metavar=("SIGMA", "AMOUNT"),
-                        help="unsharp-mask baseline (benchmarks/heldout_synthetic.py's tuning)")
+                        help="unsharp-mask baseline (flowdeblur.evaluation.heldout's tuning)")
     parser.add_argument("--init", type=Path, default=None,
                         help="weights every arm starts from (default: the shipped file)")
     parser.add_argument("--set", dest="common", action="append", default=[],
@@ -220,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                         for name in weights if name != "start"},
                "first_phase": {a: FIRST_PHASE[a] for a in arms if a in FIRST_PHASE},
                "dev": dev, "heldout": heldout}
-    (args.out / "arms.json").write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(args.out / "arms.json", json.dumps(results, indent=1) + "\n")
     text = table(weights, dev, heldout)
-    (args.out / "arms.md").write_text(text + "\n")
+    atomic_write_text(args.out / "arms.md", text + "\n")
     print(text)
     return 0
 

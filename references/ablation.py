@@ -6,9 +6,8 @@ Protocol (every run goes through ``flowdeblur.training.loop.train``):
    configs/flow_pretrain.yaml (multi-scale EPE on synthetic ground-truth flow) with
    ``model.variant=full`` (two frames) and, for 'bidirectional', ``model.variant=bidirectional``
    (three frames; or ``--bidirectional-stage1 full`` to start it from the two-frame flow net,
-   the tensors that fit). Its flow accuracy (EPE, see
-   src/flowdeblur/evaluation/flow_epe.py) is scored
-   on the held-out synthetic set and on the Middlebury motorcycle stereo pair.
+   the tensors that fit). Its flow accuracy (EPE, see src/flowdeblur/evaluation/flow_epe.py)
+   is scored on the held-out synthetic set and on the Middlebury motorcycle stereo pair.
 2. Stage 2: configs/joint.yaml (Eq. 14, Adam lr 1e-3) for every variant x seed, all with the
    same number of steps, batch and patch size. The seed sets the synthetic data stream and
    the initialisation of everything stage 1 did not train; so seed k shows every variant the
@@ -19,7 +18,7 @@ Protocol (every run goes through ``flowdeblur.training.loop.train``):
    the steps and decays linearly to 0 (``schedule.kind=poly, power=1``), so that the final
    weights are not taken at a high-lr noise floor; ``--set`` overrides anything.
 3. Scoring: each run's final weights on one fixed held-out synthetic set (seed
-   flowdeblur.evaluation.flow_epe.HELDOUT_SEED, the stage-2 config's scene settings, three
+   flowdeblur.evaluation.heldout.HELDOUT_SEED, the stage-2 config's scene settings, three
    frames so one set serves every variant), outputs quantised to 8 bits, PSNR/SSIM of
    flowdeblur.evaluation.metrics;
    plus the flow EPE of the run's flow network on the same set.
@@ -39,8 +38,8 @@ it stopped early: ``--budget-s`` reached, or SIGINT/SIGTERM, which ends the curr
 checkpoint). ``--export DIR`` copies the tables and those small state files (about 20 MB per
 stage 1, no weights) to DIR; ``--out`` pointing at such a copy continues from it.
 
-    python benchmarks/ablation.py --device cuda --stage1-steps 3000 --steps 3000 --seeds 0,1
-    python benchmarks/ablation.py --quick --out /tmp/ablation     # CPU smoke run, ~1 minute
+    python references/ablation.py --device cuda --stage1-steps 3000 --steps 3000 --seeds 0,1
+    python references/ablation.py --quick --out /tmp/ablation     # CPU smoke run, ~1 minute
 """
 
 from __future__ import annotations
@@ -57,16 +56,13 @@ from typing import NamedTuple
 
 import torch
 import yaml
+from common import ROOT, read_json
 from safetensors.torch import save_file
 
 from flowdeblur.data.synthetic import SceneConfig
 from flowdeblur.errors import UserError
-from flowdeblur.evaluation.flow_epe import (
-    HELDOUT_SEED,
-    flow_epe,
-    heldout_synthetic_batches,
-    motorcycle_epe,
-)
+from flowdeblur.evaluation.flow_epe import flow_epe, motorcycle_epe
+from flowdeblur.evaluation.heldout import HELDOUT_SEED, heldout_synthetic_batches
 from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim
 from flowdeblur.media.atomic import atomic_file, atomic_write_text
 from flowdeblur.models import FlowDeblurNet, count_parameters
@@ -80,9 +76,8 @@ from flowdeblur.training.config import TrainConfig, load_config, to_dict
 from flowdeblur.training.loop import train
 from flowdeblur.weights import load_weights, read_weights
 
-REPO = Path(__file__).resolve().parent.parent
-STAGE1_CONFIG = REPO / "configs" / "flow_pretrain.yaml"
-STAGE2_CONFIG = REPO / "configs" / "joint.yaml"
+STAGE1_CONFIG = ROOT / "configs" / "flow_pretrain.yaml"
+STAGE2_CONFIG = ROOT / "configs" / "joint.yaml"
 EXIT_INCOMPLETE = 75  # EX_TEMPFAIL: run the same command again to continue
 
 
@@ -118,10 +113,6 @@ class Stop(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -224,7 +215,7 @@ def run_training(config: TrainConfig, *, deadline: float | None) -> Path | None:
     if deadline is not None and time.time() > deadline:
         raise Stop("time budget reached")
     timing_path = run_dir / "timing.json"
-    timing = _read_json(timing_path) or {"seconds": 0.0, "steps": 0}
+    timing = read_json(timing_path) or {"seconds": 0.0, "steps": 0}
     start_step = ckpts[-1].step if ckpts else 0
     t0 = time.perf_counter()
     try:
@@ -291,7 +282,7 @@ def heldout_set(spec: dict) -> list[dict[str, torch.Tensor]]:
 def _cached(path: Path, weights: Path, spec: dict) -> dict | None:
     """A score computed on this held-out set from these weights (or from weights that are
     gone: a score alone marks a run done, so a state without weights can be carried over)."""
-    saved = _read_json(path)
+    saved = read_json(path)
     if saved is None or saved.get("heldout") != spec:
         return None
     if weights.is_file() and path.stat().st_mtime < weights.stat().st_mtime:
@@ -543,7 +534,7 @@ def run_stage1(args: argparse.Namespace, plan: Plan, spec: dict, results: Result
             report = stage1_flow_report(weights, results.heldout, spec, runtime.device,
                                         args.scale)
         results.stage1[variant] = report
-        results.timings[f"stage1_{variant}"] = _read_json(run_dir / "timing.json")
+        results.timings[f"stage1_{variant}"] = read_json(run_dir / "timing.json")
 
 
 def run_stage2(plan: Plan, spec: dict, results: Results, runtime: Runtime,
@@ -562,7 +553,7 @@ def run_stage2(plan: Plan, spec: dict, results: Results, runtime: Runtime,
             results.runs[name][seed] = {k: v for k, v in score.items() if k != "heldout"}
             print(f"ablation: {name} seed {seed}: PSNR {score['psnr']:.2f} dB, SSIM "
                   f"{score['ssim']:.4f}", flush=True)
-        results.timings[f"{name}_seed{seed}"] = _read_json(run_dir / "timing.json")
+        results.timings[f"{name}_seed{seed}"] = read_json(run_dir / "timing.json")
 
 
 def protocol_meta(args: argparse.Namespace, variants: list[str], seeds: list[int],
@@ -572,8 +563,8 @@ def protocol_meta(args: argparse.Namespace, variants: list[str], seeds: list[int
             "crop": args.crop, "seeds": seeds, "variants": variants,
             "heldout_samples": args.heldout_samples,
             "heldout_size": args.heldout_size or args.crop, "heldout_seed": HELDOUT_SEED,
-            "stage2_config": str(STAGE2_CONFIG.relative_to(REPO)), "set": list(args.set),
-            "stage1_config": str(STAGE1_CONFIG.relative_to(REPO)),
+            "stage2_config": str(STAGE2_CONFIG.relative_to(ROOT)), "set": list(args.set),
+            "stage1_config": str(STAGE1_CONFIG.relative_to(ROOT)),
             "stage1_set": list(args.stage1_set), "stage1_seed": args.stage1_seed,
             "bidirectional_stage1": args.bidirectional_stage1, "device": str(runtime.device)}
 
