@@ -22,15 +22,18 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import OptionError, UserError
 from ..media import (
+    ALPHA_EXTENSIONS,
     FrameSource,
     VideoWriter,
     choose_encoding,
     is_image_path,
     is_video_path,
+    read_alpha,
     write_image,
 )
 from ..media.atomic import PendingFile, replace_path, temp_dir_beside
@@ -73,6 +76,9 @@ class Output:
         self.replace_ours = False
         #: How messages name :attr:`path` ("OUTPUT", "--save-flow folder").
         self.what = "OUTPUT"
+        #: The input image of each frame, whose alpha channel (if any) the picture keeps;
+        #: None when the frames carry no alpha to keep.
+        self.alpha_paths: list[Path] | None = None
 
     def open(self) -> None:
         """Create the temporary output beside :attr:`path`."""
@@ -92,6 +98,13 @@ class Output:
 
     def name(self, index: int) -> str:
         return self.names[index] if index < len(self.names) else f"{index:06d}.png"
+
+    def alpha(self, index: int) -> np.ndarray | None:
+        """The alpha channel of input frame ``index``, to store unchanged beside its
+        deblurred colours; None when it has none or this output keeps none."""
+        if self.alpha_paths is None or index >= len(self.alpha_paths):
+            return None
+        return read_alpha(self.alpha_paths[index])
 
     def __enter__(self) -> Output:
         self.open()
@@ -198,7 +211,8 @@ class FolderOutput(Output):
 
     def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
         name = self.name(index)
-        _write_picture(self._tmp / name, image, bits=self.bits, output=self.path)
+        _write_picture(self._tmp / name, image, bits=self.bits, output=self.path,
+                       alpha=self.alpha(index))
         self._written.append(name)
 
     def publish(self) -> None:
@@ -230,7 +244,8 @@ class ImageOutput(Output):
             raise UserError(f"cannot write beside {self.path}: {e.strerror or e}") from None
 
     def write(self, index: int, image: torch.Tensor, *, pts: int | None = None) -> None:
-        _write_picture(self._file.path, image, bits=self.bits, output=self.path)
+        _write_picture(self._file.path, image, bits=self.bits, output=self.path,
+                       alpha=self.alpha(index))
         if self.path.suffix.lower() in TAGGED_IMAGE_EXTENSIONS:
             tag_image_file(self._file.path)
 
@@ -244,11 +259,12 @@ class ImageOutput(Output):
             self._file.discard()
 
 
-def _write_picture(path: Path, image: torch.Tensor, *, bits: int, output: Path) -> None:
+def _write_picture(path: Path, image: torch.Tensor, *, bits: int, output: Path,
+                   alpha: np.ndarray | None) -> None:
     """:func:`~flowdeblur.media.write_image` into a temporary output, its errors naming the
     output the user asked for rather than the hidden temporary."""
     try:
-        write_image(path, image, bits=bits)
+        write_image(path, image, bits=bits, alpha=alpha)
     except UserError as e:
         reason = getattr(e.__cause__, "strerror", None) or e
         raise UserError(f"cannot write OUTPUT {output}: {reason}") from e
@@ -272,7 +288,25 @@ def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | N
                          fps=fps, bits=bits, side_by_side=side_by_side, video_codec=video_codec,
                          chroma=chroma)
     output.replace_ours = overwrite
+    _keep_alpha(output, source, side_by_side)
     return output
+
+
+def _keep_alpha(output: Output, source: FrameSource, side_by_side: bool) -> None:
+    """Let ``output`` pass the input images' alpha channels through (PNG folders, and single
+    PNG, TIFF or WebP images), or warn once that the first input frame's alpha is dropped
+    where the output cannot hold it (videos, JPEG and BMP, side-by-side pictures)."""
+    if source.paths is None or read_alpha(source.paths[0]) is None:
+        return
+    holds = not side_by_side and (output.kind == "images" or (
+        output.kind == "image" and output.path.suffix.lower() in ALPHA_EXTENSIONS))
+    if holds:
+        output.alpha_paths = list(source.paths)
+        return
+    where = "a side-by-side picture" if side_by_side else (
+        "a video" if output.kind == "video" else f"a {output.path.suffix} file")
+    warnings.warn(f"the input frames have an alpha channel, which {where} cannot hold: it is "
+                  "dropped (PNG, TIFF and WebP outputs keep it)", UserWarning, stacklevel=3)
 
 
 def _output_for(path: Path, source: FrameSource, *, audio_from: PathLike | None, crf: int,

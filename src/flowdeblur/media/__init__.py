@@ -9,10 +9,12 @@ the modules that define them.
 
 from .frames import FrameSource
 from .images import (
+    ALPHA_EXTENSIONS,
     IMAGE_EXTENSIONS,
     is_image_path,
     list_images,
     natural_key,
+    read_alpha,
     read_image,
     write_image,
 )
@@ -27,6 +29,7 @@ from .video_reader import (
 from .video_writer import VideoWriter, choose_encoding
 
 __all__ = [
+    "ALPHA_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "ColourTags",
     "FrameSource",
@@ -37,6 +40,7 @@ __all__ = [
     "is_video_path",
     "list_images",
     "natural_key",
+    "read_alpha",
     "read_image",
     "rotate_flow_for_display",
     "rotate_for_display",

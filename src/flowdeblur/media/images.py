@@ -23,6 +23,8 @@ from .atomic import PathLike, atomic_file, make_parent_folder
 from .pixels import quantize
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+#: The extensions whose files can hold an alpha channel (:func:`write_image` ``alpha``).
+ALPHA_EXTENSIONS = (".png", ".tif", ".tiff", ".webp")
 
 #: Pillow's save options per extension for 8-bit output.
 _PILLOW_OPTIONS = {
@@ -183,6 +185,48 @@ def _array_to_rgb_tensor(arr: np.ndarray, path: Path) -> torch.Tensor:
     return t.permute(2, 0, 1).contiguous().div_(scale).clamp_(0.0, 1.0)
 
 
+def read_alpha(path: PathLike) -> np.ndarray | None:
+    """The alpha channel of an image file as stored, (H, W) uint8 or uint16, turned upright
+    as :func:`read_image` turns the colours; None when the file has no alpha channel.
+
+    The network deblurs colours only; the alpha of an input frame is passed through to its
+    output unchanged (:func:`write_image` ``alpha``).
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return _tiff_alpha(path)
+    if _png_bit_depth(path) == 16:
+        try:
+            with av.open(str(path)) as container:
+                frame = next(container.decode(video=0))
+                if "a" not in frame.format.name.replace("gray", ""):
+                    return None
+                return frame.to_ndarray(format="rgba64le")[..., 3].copy()
+        except (av.error.FFmpegError, StopIteration, ValueError) as e:
+            raise UserError(f"cannot read image {path}: {e}") from e
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode == "P" and "transparency" in im.info:
+                im = im.convert("RGBA")
+            if "A" not in im.getbands():
+                return None
+            return np.array(im.getchannel("A"))
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise UserError(f"cannot read image {path}: {e}") from e
+
+
+def _tiff_alpha(path: Path) -> np.ndarray | None:
+    with tifffile.TiffFile(str(path)) as tif:
+        page = tif.pages[0]
+        if not page.extrasamples:
+            return None
+        arr = page.asarray()
+        if page.planarconfig == tifffile.PLANARCONFIG.SEPARATE and arr.ndim == 3:
+            arr = np.moveaxis(arr, 0, -1)
+        return np.ascontiguousarray(arr[..., -1])
+
+
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
@@ -198,16 +242,20 @@ def check_image_bits(path: PathLike, bits: int) -> None:
         raise UserError(f"16-bit output needs .png or .tif, not {suffix} ({path})")
 
 
-def write_image(path: PathLike, image: torch.Tensor, *, bits: int = 8) -> None:
+def write_image(path: PathLike, image: torch.Tensor, *, bits: int = 8,
+                alpha: np.ndarray | None = None) -> None:
     """Write a (3, H, W) image in [0, 1] (values outside are clipped, NaN -> 0).
 
     The format follows the extension: PNG (8 or 16 bit), TIFF (8 or 16 bit), JPEG (quality
     95, 8 bit), BMP and WebP (lossless, 8 bit). The file appears whole or not at all
     (:func:`~flowdeblur.media.atomic.atomic_file`). Missing parent folders are created.
+    ``alpha``: an (H, W) uint8 or uint16 alpha channel to store beside the colours (as read by
+    :func:`read_alpha`; rescaled only when its depth differs from ``bits``), for the
+    :data:`ALPHA_EXTENSIONS`.
 
     Raises:
-        UserError: unsupported extension, bits not available for it, or an OS error.
-        ValueError: ``image`` is not (3, H, W).
+        UserError: unsupported extension, bits or alpha not available for it, or an OS error.
+        ValueError: ``image`` is not (3, H, W), or ``alpha`` is not of its size.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -218,6 +266,8 @@ def write_image(path: PathLike, image: torch.Tensor, *, bits: int = 8) -> None:
         )
     check_image_bits(path, bits)
     arr = quantize(image, bits)
+    if alpha is not None:
+        arr = _with_alpha(arr, alpha, path)
     make_parent_folder(path)
     try:
         # The temporary keeps the extension, so nothing downstream guesses another format.
@@ -227,10 +277,25 @@ def write_image(path: PathLike, image: torch.Tensor, *, bits: int = 8) -> None:
         raise UserError(f"cannot write image {path}: {e.strerror or e}") from e
 
 
+def _with_alpha(arr: np.ndarray, alpha: np.ndarray, path: Path) -> np.ndarray:
+    """(H, W, 3) colour codes and an (H, W) alpha -> (H, W, 4) of the colours' dtype."""
+    if path.suffix.lower() not in ALPHA_EXTENSIONS:
+        raise UserError(f"cannot write an alpha channel to {path}: use one of "
+                        f"{', '.join(ALPHA_EXTENSIONS)}")
+    if alpha.shape != arr.shape[:2]:
+        raise ValueError(f"alpha of shape {alpha.shape} for an image of {arr.shape[:2]}")
+    if alpha.dtype != arr.dtype:  # 8 <-> 16 bits: 255 * 257 = 65535
+        alpha = (alpha.astype(np.uint32) * 257 if arr.dtype == np.uint16
+                 else (alpha.astype(np.uint32) + 128) // 257).astype(arr.dtype)
+    return np.concatenate([arr, alpha[..., None]], axis=2)
+
+
 def _encode(path: Path, arr: np.ndarray, suffix: str) -> None:
-    """Write the (H, W, 3) uint8 or uint16 ``arr`` to ``path`` in the format of ``suffix``."""
+    """Write the (H, W, 3) or, with alpha, (H, W, 4) uint8 or uint16 ``arr`` to ``path`` in
+    the format of ``suffix``."""
     if suffix in (".tif", ".tiff"):
-        tifffile.imwrite(str(path), arr, photometric="rgb")
+        extra = {"extrasamples": ["unassalpha"]} if arr.shape[2] == 4 else {}
+        tifffile.imwrite(str(path), arr, photometric="rgb", **extra)
     elif arr.dtype == np.uint16:
         path.write_bytes(_encode_png16(arr))
     else:
@@ -238,13 +303,15 @@ def _encode(path: Path, arr: np.ndarray, suffix: str) -> None:
 
 
 def _encode_png16(arr: np.ndarray) -> bytes:
-    """(H, W, 3) uint16 -> bytes of a 16-bit RGB PNG, via FFmpeg's PNG encoder (Pillow cannot
-    write 16-bit colour)."""
-    h, w, _ = arr.shape
+    """(H, W, 3 or 4) uint16 -> bytes of a 16-bit RGB(A) PNG, via FFmpeg's PNG encoder (Pillow
+    cannot write 16-bit colour)."""
+    h, w, channels = arr.shape
+    rgba = channels == 4
     ctx = av.CodecContext.create("png", "w")
-    ctx.width, ctx.height, ctx.pix_fmt = w, h, "rgb48be"
+    ctx.width, ctx.height, ctx.pix_fmt = w, h, "rgba64be" if rgba else "rgb48be"
     ctx.time_base = Fraction(1, 1)
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb48le")
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr),
+                                       format="rgba64le" if rgba else "rgb48le")
     frame.pts = 0
     packets = ctx.encode(frame) + ctx.encode(None)
     return b"".join(bytes(p) for p in packets)

@@ -24,9 +24,10 @@ How a batch is made (batched over samples, no loop over them), module by module:
    bits. Sharp frames are single sub-frames at the middle of the exposure, with the same
    response and quantisation but no noise.
 5. ``flow``: the ground-truth flow and its valid mask, analytically from the maps.
-6. ``render``: picks the linear-light renderer (fused Triton on CUDA, numba on the CPU, or
-   the torch reference of ``compositing``) and runs steps 2-5: host maps in float64 sent in
-   one pinned, asynchronous copy, so nothing in ``sample`` waits for the GPU.
+6. ``render``: picks the linear-light renderer (fused Triton on CUDA, ``render_triton``;
+   numba on the CPU, ``render_cpu``; or the torch reference of ``compositing``) and runs
+   steps 2-5: host maps in float64 sent in one pinned, asynchronous copy, so nothing in
+   ``sample`` waits for the GPU.
 7. ``scenes``: :class:`SyntheticScenes` (the training stream) and :func:`make_clip`.
 
 A batch is the same on every run on the same device and renderer; sensor noise comes from a

@@ -19,13 +19,13 @@ import numpy as np
 import torch
 
 from ...errors import UserError
-from ..render_cpu import render_linear as render_linear_numba
 from ..textures import linear_atlas, texture_bank
 from .compositing import camera_response, quantize, render_linear
 from .config import SceneConfig
 from .draw import Scenes
 from .flow import flow_and_valid
 from .geometry import layer_matrices, render_rows
+from .render_cpu import render_linear as render_linear_numba
 from .subframes import group_by_need, needed_subframes
 
 
@@ -60,9 +60,9 @@ def fused_renderer(choice: str, device: torch.device) -> FusedRenderer | None:
         return None
     else:
         # Imported on first use: triton is optional, and defining the kernels takes ~1 s.
-        from ..render_triton import flow_and_valid as flow_triton
-        from ..render_triton import is_available
-        from ..render_triton import render_linear as render_triton
+        from .render_triton import flow_and_valid as flow_triton
+        from .render_triton import is_available
+        from .render_triton import render_linear as render_triton
 
         if is_available(device):
             return FusedRenderer("triton", render_triton, flow_triton)

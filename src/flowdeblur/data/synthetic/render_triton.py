@@ -1,8 +1,7 @@
 """Fused Triton renderer for the synthetic scenes (GPU fast path of
-``synthetic.compositing.render_linear``).
+``compositing.render_linear``, the torch reference beside it).
 
-Same function as the torch renderer in ``synthetic/compositing.py``: for every exposure b and
-pixel p,
+Same function as the torch renderer in ``compositing.py``: for every exposure b and pixel p,
 
     out[b, :, p] = 1/S sum_s composite_l( tint_l * atlas(q_l,s(p)), alpha_l,s(p) )
 
@@ -28,8 +27,6 @@ module is imported), which is how the tests compare it with the torch renderer.
 """
 
 from __future__ import annotations
-
-import os
 
 import torch
 import triton
@@ -235,9 +232,18 @@ def flow_and_valid(inv_a: torch.Tensor, a_to_b: torch.Tensor, inv_b: torch.Tenso
     return flow, valid
 
 
+# Under TRITON_INTERPRET=1 (read by triton.jit when the kernels above were decorated, not
+# later) the kernels are Python functions run on CPU tensors; tests use that, the GPU never does.
+_INTERPRETED = not isinstance(_render_kernel, triton.runtime.jit.JITFunction)
+
+
 def is_available(device: torch.device | str) -> bool:
-    """Whether the kernel can run on ``device`` (CUDA, or anything under the interpreter)."""
-    return torch.device(device).type == "cuda" or os.environ.get("TRITON_INTERPRET") == "1"
+    """Whether the kernels can run on ``device``: CUDA, or the CPU when they were built under
+    ``TRITON_INTERPRET=1`` (the interpreter)."""
+    device = torch.device(device)
+    if _INTERPRETED:
+        return device.type in ("cpu", "cuda")
+    return device.type == "cuda" and torch.cuda.is_available()
 
 
 def render_linear(atlas: torch.Tensor, rows: torch.Tensor, tile: torch.Tensor,

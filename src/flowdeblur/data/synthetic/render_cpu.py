@@ -1,11 +1,16 @@
 """Compiled CPU renderer for the synthetic scenes (numba; CPU fast path of
-``synthetic.compositing.render_linear``).
+``compositing.render_linear``, the torch reference beside it).
 
 Same function as the torch renderer and the Triton kernel (``render_triton``): the average over
 S sub-frames of all layers composited front over back, in linear light. The torch version
 materialises every intermediate of every layer sample (~50 passes over memory each); here every
 output pixel loops over its sub-frames and layers in registers, and the rows of the image are
 shared among threads (``prange``), so the CPU does arithmetic instead of waiting on memory.
+
+The kernel is compiled on first use and cached on disk by the same rule as the spatial RNN's
+CPU kernels (``ops.rnn_cpu``): ``__pycache__`` beside this file, else numba's user cache
+directory, else a private temporary directory, else no disk cache (with a warning), so that a
+read-only install still imports.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import math
 import numba
 import numpy as np
 import torch
+
+# The one numba cache rule of the package (with its fallbacks) lives with the RNN kernels.
+from ...ops.rnn_cpu import _jit
 
 
 def _render_rows_py(atlas, rows, tile, tint, shape, out):
@@ -89,7 +97,7 @@ def _render_rows_py(atlas, rows, tile, tint, shape, out):
             out[b, 2, int(y), xi] = acc2 / n_sub
 
 
-_render_rows = numba.njit(parallel=True, cache=True, nogil=True)(_render_rows_py)
+_render_rows = _jit(_render_rows_py)  # parallel, nogil, no fastmath, cached
 
 
 def render_linear(atlas: torch.Tensor, rows: torch.Tensor, tile: torch.Tensor,
@@ -97,13 +105,8 @@ def render_linear(atlas: torch.Tensor, rows: torch.Tensor, tile: torch.Tensor,
                   ) -> torch.Tensor:
     """Average over S sub-frames of the composited layers, linear light, on the CPU.
 
-    Args:
-        atlas: (1, 3, Ha, Wa) float32 linear textures.
-        rows: (B, L1, S, 5, 3) float32 pixel -> [u, q, w] maps.
-        tile: (B, L1, 4) float32 [origin x, origin y, width - 1, height - 1] in atlas pixels.
-        tint: (B, L1, 3) float32. shape: (B, L1 - 1, P) float32 object shape parameters.
-    Returns:
-        (B, 3, height, width) float32.
+    Arguments and result as ``compositing.render_linear`` (all float32 CPU tensors), without
+    its chunking: (B, 3, height, width) float32.
     """
     b, l1, s = rows.shape[:3]
     out = np.zeros((b, 3, height, width), np.float32)
