@@ -45,6 +45,9 @@ SETTINGS = {
     "crf 10, yuv444p": {"crf": 10, "pix_fmt": "yuv444p"},
     "crf 8, yuv444p": {"crf": 8, "pix_fmt": "yuv444p"},
     "crf 6, yuv444p": {"crf": 6, "pix_fmt": "yuv444p"},
+    "crf 4, yuv444p": {"crf": 4, "pix_fmt": "yuv444p"},
+    "crf 2, yuv444p": {"crf": 2, "pix_fmt": "yuv444p"},
+    "crf 0, yuv444p": {"crf": 0, "pix_fmt": "yuv444p"},
     "lossless RGB (libx264rgb crf 0)": {"crf": 0, "codec": "libx264rgb"},
 }
 

@@ -65,7 +65,7 @@ from PIL import Image
 import flowdeblur
 from flowdeblur.evaluation.baselines import unsharp_mask
 from flowdeblur.evaluation.heldout import tune_unsharp_on_training_scenes
-from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim
+from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim, temporal_error
 from flowdeblur.media.atomic import atomic_write_text, file_sha256
 from flowdeblur.weights import PRETRAINED
 
@@ -678,8 +678,11 @@ def to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def mean_scores(output: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
-    """Mean PSNR (dB) and SSIM over frames of (N, 3, H, W) output and target."""
-    return {"psnr": psnr(output, sharp).mean().item(), "ssim": ssim(output, sharp).mean().item()}
+    """Mean PSNR (dB), SSIM and flicker over frames of (N, 3, H, W) output and target; flicker
+    is ``flowdeblur.evaluation.metrics.temporal_error`` in 8-bit levels (no flow involved)."""
+    flicker = temporal_error(output[:-1], output[1:], sharp[:-1], sharp[1:]).mean().item()
+    return {"psnr": psnr(output, sharp).mean().item(), "ssim": ssim(output, sharp).mean().item(),
+            "flicker": 255.0 * flicker}
 
 
 def deblur_clip(model, blurry: torch.Tensor, device: str, ensemble: int = 1) -> torch.Tensor:
@@ -917,13 +920,16 @@ def format_report(report: dict, device: str, definition: Path = DEFINITION) -> s
             f"flowdeblur {seconds:.0f} s on {device}\n" + table)
 
 
-def score_dev(weights: Path, unsharp: tuple[float, float]) -> dict:
-    """Per-clip scores of ``weights`` on the dev clips, on the CPU, cached beside the weights
-    (``dev_STEM.json``) and read from there when present."""
-    target = weights.with_name(f"dev_{weights.stem}.json")  # raw and average share a folder
+def score_dev(weights: Path, unsharp: tuple[float, float], definition: str = "small") -> dict:
+    """Per-clip scores of ``weights`` on the dev clips of the named definition
+    (:data:`DEFINITIONS`), on the CPU, cached beside the weights (``dev_STEM.json`` for
+    "small", ``dev-NAME_STEM.json`` otherwise) and read from there when present."""
+    tag = "dev" if definition == "small" else f"dev-{definition}"
+    target = weights.with_name(f"{tag}_{weights.stem}.json")  # raw and average share a folder
     if not target.is_file():
-        report = score_weights(str(weights), split="dev", unsharp=unsharp)
-        print(format_report(report, "cpu"), flush=True)
+        report = score_weights(str(weights), split="dev", unsharp=unsharp,
+                               definition=DEFINITIONS[definition])
+        print(format_report(report, "cpu", DEFINITIONS[definition]), flush=True)
         atomic_write_text(target, json.dumps(report, indent=1))
     return json.loads(target.read_text())
 

@@ -1,7 +1,9 @@
 """Training recipes compared at a fixed budget: each arm continues the shipped weights for the
 same number of steps from references/configs/cpu_recipe.yaml, changing one thing, and is
-scored in fp32 on the real-footage dev clips (real_clips.py) and on the held-out synthetic set
-(flowdeblur.evaluation.heldout), against the same baseline run.
+scored in fp32 on the real-footage dev clips (real_clips.py; ``--dev motion``, the default:
+the large-motion set, with PSNR over moving pixels and flicker; ``--dev small``: the first set)
+and on the held-out synthetic set (flowdeblur.evaluation.heldout), against the same baseline
+run. The training's wall time is recorded per arm (``train_seconds.txt`` in its run folder).
 
     python references/recipe_arms.py --out runs/arms --arms baseline,ema,degrade,photos
     python references/recipe_arms.py --out runs/arms --arms baseline,ema --seeds 21,22
@@ -24,8 +26,9 @@ overrides to every arm, the baseline included (e.g. ``cpu_amp=true``).
 Resumable: an arm whose weights exist is not trained again (an interrupted one resumes from
 its checkpoint), and scores already written are kept. The markdown table goes to stdout and
 ``OUT/arms.md``, every figure to ``OUT/arms.json``. Training photographs for the ``photos`` arm:
-``python references/training_photos.py`` (default folder below). Never choose an arm on the
-test clips: they are scored only for the final weights.
+``python references/training_photos.py`` (default folder below); real videos for the ``reblur``
+arm: ``python references/reblur_videos.py``. Never choose an arm on the test clips: they are
+scored only for the final weights.
 """
 
 from __future__ import annotations
@@ -33,10 +36,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from common import CONFIGS, ROOT, dev_mean, same_copy, score_synthetic
-from real_clips import score_dev
+from real_clips import DEFINITIONS, score_dev
+from reblur_videos import video_paths
 
 from flowdeblur.cli import main as flowdeblur_main
 from flowdeblur.errors import UserError
@@ -67,6 +72,23 @@ ARMS: dict[str, list[str]] = {
     "crop256": ["data.crop_size=256", "data.batch_size=2", "data.scene_size=288", EMA],
     # The second phase of a two-phase arm (FIRST_PHASE below): the baseline's joint training.
     "flow_pretrain": [EMA],
+    # The motions and exposures of the large-motion real clips (references/real_clips_motion
+    # .json: blur 10-40 px over moving pixels, median duty >= 0.75): blur of 8-40 px instead
+    # of 2-40 px, duty 0.5-1.0 instead of 0.25-1.0.
+    "large_motion": ["data.synthetic.motion_range=[0.4, 1.0]",
+                     "data.synthetic.duty_cycle=[0.5, 1.0]", EMA],
+    # The same with room for the motion: 192-pixel crops at about the baseline's pixels per
+    # step (4 x 192^2 = 1.1 x 8 x 128^2).
+    "large_motion_192": ["data.synthetic.motion_range=[0.4, 1.0]",
+                         "data.synthetic.duty_cycle=[0.5, 1.0]", "data.crop_size=192",
+                         "data.batch_size=4", "data.scene_size=224", EMA],
+    # The reblurring loss on real blurry footage without ground truth beside Eq. 14 (4 triples
+    # of references/configs/reblur_videos.json per step, no dev or test source; fetch them
+    # first: python references/reblur_videos.py). Weight 0.003: at the shipped weights on this
+    # recipe's batches the reblurring term's gradient norm is 73-249x Eq. 14's at weight 1
+    # (four batches), so 0.2-0.75x at 0.003.
+    "reblur": [f"data.unlabelled_videos={json.dumps([str(p) for p in video_paths()])}",
+               "reblur.weight=0.003", "reblur.batch_size=4", EMA],
 }
 
 #: Two-phase arms -> overrides of their first phase, which takes the first half of the steps;
@@ -112,8 +134,13 @@ def run_training(run: Path, name: str, seed: int, overrides: list[str]) -> None:
     if (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir()):
         args.append("--resume")
     print(f"== training {name} (seed {seed}): {' '.join(args[1:])}", flush=True)
+    start = time.perf_counter()
     if flowdeblur_main(args) != 0:
         raise UserError(f"training {name} (seed {seed}) failed; see the message above")
+    # Wall time of the training, summed over resumes (the arms table's "train min").
+    clock = run / "train_seconds.txt"
+    spent = float(clock.read_text()) if clock.is_file() else 0.0
+    atomic_write_text(clock, f"{spent + time.perf_counter() - start:.1f}\n")
 
 
 def start_weights(out: Path, init: Path | None) -> Path:
@@ -134,17 +161,33 @@ def score_heldout(out: Path, weights: dict[str, Path], samples: int) -> dict:
     return score_synthetic(out / "heldout.json", weights.values(), samples)
 
 
+def _clip_mean(clips: dict, method: str, metric: str) -> float:
+    """Mean of one metric of ``method`` over the clips of a real-clip score ("" if absent)."""
+    values = [c[method][metric] for c in clips.values() if metric in c[method]]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _train_minutes(weights: Path) -> str:
+    clock = weights.parent / "train_seconds.txt"
+    return f"{float(clock.read_text()) / 60:.1f}" if clock.is_file() else ""
+
+
 def table(weights: dict[str, Path], dev: dict, heldout: dict) -> str:
-    """One row per arm: dev clips (each and mean) and held-out synthetic PSNR, with the
-    differences to the baseline of the same seed (``start``, the weights every arm starts
-    from, has no seed and no difference)."""
+    """One row per arm: dev clips (each and mean), the dev mean over moving pixels and of the
+    flicker (8-bit levels), held-out synthetic PSNR, with the differences to the baseline of
+    the same seed (``start``, the weights every arm starts from, has no seed and no
+    difference), and the training's wall time."""
     first = next(iter(dev.values()))["clips"]
     clips = list(first)
     rows = heldout["rows"]
-    head = ["arm", *clips, "dev mean", "vs baseline", "held-out synthetic", "vs baseline"]
+    head = ["arm", *clips, "dev mean", "vs baseline", "moving px", "flicker",
+            "held-out synthetic", "vs baseline", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     blurry = ["blurry input", *(f"{first[c]['blurry']['psnr']:.2f}" for c in clips),
-              f"{dev_mean(first, 'blurry'):.2f}", "", f"{rows['blurry input']['psnr']:.2f}", ""]
+              f"{dev_mean(first, 'blurry'):.2f}", "",
+              f"{_clip_mean(first, 'blurry', 'moving_psnr'):.2f}",
+              f"{_clip_mean(first, 'blurry', 'flicker'):.2f}",
+              f"{rows['blurry input']['psnr']:.2f}", "", ""]
     lines.append("| " + " | ".join(blurry) + " |")
     for name, w in weights.items():
         seed = name.rsplit("_s", 1)[1] if "_s" in name else None
@@ -154,8 +197,11 @@ def table(weights: dict[str, Path], dev: dict, heldout: dict) -> str:
         d_dev = f"{mean - dev_mean(dev[base]['clips'], 'flowdeblur'):+.2f}" if base in dev else ""
         d_held = f"{held - rows[f'flowdeblur ({weights[base]})']['psnr']:+.2f}" \
             if base in weights else ""
-        cells = [name, *(f"{dev[name]['clips'][c]['flowdeblur']['psnr']:.2f}" for c in clips),
-                 f"{mean:.2f}", d_dev, f"{held:.2f}", d_held]
+        scores = dev[name]["clips"]
+        cells = [name, *(f"{scores[c]['flowdeblur']['psnr']:.2f}" for c in clips),
+                 f"{mean:.2f}", d_dev, f"{_clip_mean(scores, 'flowdeblur', 'moving_psnr'):.2f}",
+                 f"{_clip_mean(scores, 'flowdeblur', 'flicker'):.2f}", f"{held:.2f}", d_held,
+                 _train_minutes(w)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -166,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arms", default="baseline,ema,degrade,photos")
     parser.add_argument("--seeds", default="21")
     parser.add_argument("--samples", type=int, default=64, help="held-out synthetic scenes")
+    parser.add_argument("--dev", choices=sorted(DEFINITIONS), default="motion",
+                        help="the real clips whose dev split chooses between arms (default "
+                        "motion: references/real_clips_motion.json)")
     parser.add_argument("--unsharp", type=float, nargs=2, default=(0.5, 0.1),
                         metavar=("SIGMA", "AMOUNT"),
                         help="unsharp-mask baseline (flowdeblur.evaluation.heldout's tuning)")
@@ -188,13 +237,13 @@ def main(argv: list[str] | None = None) -> int:
     weights = {"start": start}
     weights |= {name: path for a in arms for s in seeds
                 for name, path in train_arm(args.out, a, s, common).items()}
-    dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
+    dev = {name: score_dev(w, tuple(args.unsharp), args.dev) for name, w in weights.items()}
     heldout = score_heldout(args.out, weights, args.samples)
     results = {"common": common,
                "arms": {name: ARMS[name.rsplit("_s", 1)[0].removesuffix("+ema")]
                         for name in weights if name != "start"},
                "first_phase": {a: FIRST_PHASE[a] for a in arms if a in FIRST_PHASE},
-               "dev": dev, "heldout": heldout}
+               "dev_definition": args.dev, "dev": dev, "heldout": heldout}
     atomic_write_text(args.out / "arms.json", json.dumps(results, indent=1) + "\n")
     text = table(weights, dev, heldout)
     atomic_write_text(args.out / "arms.md", text + "\n")

@@ -3,7 +3,10 @@
 A batch is a dict of (N, C, H, W) tensors on the training device, keyed as in
 docs/DESIGN.md: ``frame_t``, ``frame_next`` (the frame paired with t), ``sharp_t`` and, for
 three-frame variants, ``frame_prev``; synthetic batches also carry the ground-truth flow
-``flow``, ``valid`` (and ``flow_prev``, ``valid_prev``).
+``flow``, ``valid`` (and ``flow_prev``, ``valid_prev``). With the reblurring loss on
+(``reblur.weight`` > 0) every batch also carries ``reblur.batch_size`` unlabelled triples of
+real video (:mod:`flowdeblur.training.unlabelled`), keyed ``unlabelled_prev``,
+``unlabelled_t``, ``unlabelled_next``, ``unlabelled_duty``.
 
 Everything random in the stream is seeded per process rank and saved in checkpoints
 (:meth:`TrainingBatches.state_dict`), so a resumed run sees the batches an uninterrupted one
@@ -29,6 +32,7 @@ from ..errors import UserError
 from ..models import VARIANTS
 from .config import TrainConfig, degrade_config
 from .rng import rank_seed
+from .unlabelled import UnlabelledTriples
 
 #: Image keys of a training batch ((N, 3, H, W) in [0, 1]) that the losses read.
 IMAGE_KEYS = ("frame_t", "frame_next", "sharp_t", "frame_prev")
@@ -60,6 +64,14 @@ def augment_kwargs(config: TrainConfig) -> dict[str, Any]:
         flips=d.flips,
         permute_colors=d.permute_colors,
     )
+
+
+def batch_side(config: TrainConfig) -> int:
+    """The side of a batch's square images: ``data.crop_size``, or the scenes' side when
+    synthetic scenes are used whole (no pool, no augmentation)."""
+    d = config.data
+    whole = d.source != "real" and not d.synthetic_pool and not d.augment_synthetic
+    return (d.scene_size or d.crop_size) if whole else d.crop_size
 
 
 class RealPatches(torch.utils.data.Dataset):
@@ -170,6 +182,7 @@ class TrainingBatches:
                 self.pool = self._render_pool(config, rank)
         if self.n_real:
             self.real = self._open_real(config, rank)
+        self.unlabelled = self._open_unlabelled(config, rank, world_size)
         # Degradations draw from their own CPU generator (saved state), so runs resume exactly.
         self.degrade = degrade_config(d)
         self.degrade_generator = torch.Generator()
@@ -196,6 +209,20 @@ class TrainingBatches:
             raise UserError(f"no training pairs found in {d.real_root} (layout {d.real_layout})")
         return RealPatches(base, config.seed, rank, self.augment_kwargs)
 
+    def _open_unlabelled(self, config: TrainConfig, rank: int, world_size: int
+                         ) -> UnlabelledTriples | None:
+        """The unlabelled triples of the reblurring loss (None when it is off), cropped to the
+        side of the other images so that one forward pass takes them all."""
+        if not config.reblur.weight:
+            return None
+        if config.reblur.batch_size % world_size:
+            raise UserError(f"reblur.batch_size={config.reblur.batch_size} does not split "
+                            f"evenly over {world_size} processes")
+        self.n_unlabelled = config.reblur.batch_size // world_size
+        return UnlabelledTriples(config.data.unlabelled_videos, side=batch_side(config),
+                                 flips=config.data.flips, duty_range=config.reblur.duty_range,
+                                 seed=config.seed, rank=rank)
+
     def start(self, *, num_workers: int, rank: int, world_size: int, seed: int) -> None:
         """Start loading real data (call after ``load_state_dict`` when resuming)."""
         if self.real is None:
@@ -214,8 +241,11 @@ class TrainingBatches:
 
     def next(self) -> dict[str, torch.Tensor]:
         """The next batch: the synthetic share, then the real share, concatenated on N, with
-        ``data.degrade`` applied to its blurry inputs."""
-        return degrade_batch(self._assemble(), self.degrade, self.degrade_generator)
+        ``data.degrade`` applied to its blurry inputs, then the unlabelled triples (if any)."""
+        batch = degrade_batch(self._assemble(), self.degrade, self.degrade_generator)
+        if self.unlabelled is None:
+            return batch
+        return {**batch, **self.unlabelled.sample(self.n_unlabelled, self.device)}
 
     def _assemble(self) -> dict[str, torch.Tensor]:
         parts = []
@@ -252,6 +282,8 @@ class TrainingBatches:
             state["augment_generator"] = self.generator.get_state()
         if self.pool is not None:
             state["pool_generator"] = self.pool_generator.get_state()
+        if self.unlabelled is not None:
+            state["unlabelled"] = self.unlabelled.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -267,3 +299,8 @@ class TrainingBatches:
             if "pool_generator" not in state:
                 raise UserError("the checkpoint was written by a run without data.synthetic_pool")
             self.pool_generator.set_state(state["pool_generator"])
+        if self.unlabelled is not None:
+            if "unlabelled" not in state:
+                raise UserError("the checkpoint was written by a run without the reblurring "
+                                "loss (reblur.weight)")
+            self.unlabelled.load_state_dict(state["unlabelled"])

@@ -34,6 +34,7 @@ from ..models import VARIANTS
 from ..ops import BACKENDS
 from ..runtime.device import PRECISIONS
 from .losses import IMAGE_LOSSES, REDUCTIONS
+from .reblur import ReblurConfig, check_reblur_config
 
 STAGES = ("flow", "joint")
 SOURCES = ("synthetic", "real", "mix")
@@ -106,6 +107,9 @@ class DataConfig:
     #: :class:`flowdeblur.data.degrade.DegradeConfig` (noise_probability, shot_noise,
     #: read_noise, compression_probability, quality); empty: clean inputs.
     degrade: dict[str, Any] = field(default_factory=dict)
+    #: Real blurry videos without ground truth for the reblurring loss (``reblur``), read
+    #: by :class:`flowdeblur.training.unlabelled.UnlabelledTriples`.
+    unlabelled_videos: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -190,6 +194,7 @@ class TrainConfig:
     export_dtype: str = "fp32"
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    reblur: ReblurConfig = field(default_factory=ReblurConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -304,6 +309,9 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin is tuple:
         if isinstance(value, (list, tuple)) and len(value) == len(args):
             return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    elif origin is list:
+        if isinstance(value, (list, tuple)):
+            return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict):
             return dict(value)
@@ -371,6 +379,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is tuple:
         return f"a list of {len(typing.get_args(tp))} numbers"
+    if origin is list:
+        return f"a list, each {_type_name(typing.get_args(tp)[0])}"
     if origin is dict:
         return "a mapping"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
@@ -574,3 +584,4 @@ def validate(config: TrainConfig) -> None:
             )
     if c.device != "auto" and not (c.device == "cpu" or c.device.startswith("cuda")):
         raise UserError(f"device must be auto, cpu, cuda or cuda:N; got {c.device!r}")
+    check_reblur_config(c)

@@ -8,6 +8,8 @@ config          :class:`TrainConfig`, read from YAML plus ``key=value`` override
 batches         :class:`TrainingBatches`: synthetic, real or mixed batches of one process
 objective       :func:`compute_loss`: the stage's forward pass and loss
 losses          Eq. 14 and the multi-scale EPE
+reblur          the reblurring loss on unlabelled real video (optional, beside Eq. 14)
+unlabelled      the unlabelled videos' frame triples
 schedule        the learning rate of each step
 setup           device, model and first weights, optimiser
 distributed     the processes of a multi-GPU run and what they exchange each step
@@ -52,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..errors import UserError
 from ..media.atomic import check_can_create
@@ -76,6 +79,7 @@ from .setup import (
     build_ema,
     build_model,
     build_optimizer,
+    frozen_flow,
     per_process_batch,
     to_layout,
     training_runtime,
@@ -97,16 +101,14 @@ def train(config: TrainConfig, *, resume: bool = False, accept_unverified: bool 
             optimiser, schedule, RNG and data-stream state, step) instead of starting afresh.
         accept_unverified: with ``resume``, also load a checkpoint without its checksum file
             (otherwise skipped with a warning).
-        overrides: with ``resume``, the dotted config keys this run changes on purpose: a
-            key outside them where ``config`` differs from the checkpoint's saved config is
-            refused (None: ``config`` is taken as it is).
+        overrides: with ``resume``, the dotted config keys this run changes on purpose; other
+            keys that differ from the checkpoint's saved config are refused (None: no check).
     Returns:
         dict with ``final_step``, ``last_loss`` (mean over processes), ``run_dir``,
-        ``interrupted`` (the signal name if SIGINT/SIGTERM stopped it, else None),
-        ``weights`` (path of the exported weights, None if interrupted), ``model``
-        (the trained FlowDeblurNet, unwrapped, on its training device) and ``ema_model``
-        (the weight average when ``ema_decay`` > 0, else None). A run that reaches
-        ``time_limit_s`` ends like a finished one, at the step it had reached.
+        ``interrupted`` (the signal name if SIGINT/SIGTERM stopped it, else None), ``weights``
+        (the exported file, None if interrupted), ``model`` (unwrapped, on its device) and
+        ``ema_model`` (the weight average, or None). A run that reaches ``time_limit_s`` ends
+        like a finished one, at the step it had reached.
     Raises:
         UserError: bad config, unusable checkpoint or weights, or ``TrainingDiverged``.
     """
@@ -128,6 +130,7 @@ def train(config: TrainConfig, *, resume: bool = False, accept_unverified: bool 
         step = start.step if start else 0
         model, note = build_model(config, start)
         model.to(device).train()
+        reblur_flow = frozen_flow(config, runtime)  # the reblurring loss's flows; None: off
         if runtime.channels_last:  # before the optimiser and the average copy its tensors
             model.to(memory_format=torch.channels_last)
         # Stage 1 runs the flow network alone; the deblurring U-Net would get no gradient.
@@ -150,7 +153,6 @@ def train(config: TrainConfig, *, resume: bool = False, accept_unverified: bool 
         log = cleanup.enter_context(RunLog(config, start_step=step, enabled=processes.is_master))
         log.started(device=device, world_size=processes.world_size, note=note, frozen=frozen)
         signals = cleanup.enter_context(StopSignals(announce=processes.is_master))
-
         # -- the step loop
         last_loss, interrupted = float("nan"), None
         deadline = time.monotonic() + (config.time_limit_s or math.inf)
@@ -158,6 +160,8 @@ def train(config: TrainConfig, *, resume: bool = False, accept_unverified: bool 
             lr = set_learning_rate(optimizer, step, config)
             batch = to_layout(batches.next(), runtime)
             with runtime.autocast():  # bf16 with config.amp (CUDA) / cpu_amp, else fp32
+                if reblur_flow is not None:
+                    batch = reblur_flow.add_flows(batch)
                 loss = compute_loss(trained, batch, config)
             # Every process learns every loss and any stop signal, so all stop at one step.
             stats = gather_step_stats(loss, signals.caught, processes, device,
@@ -165,13 +169,7 @@ def train(config: TrainConfig, *, resume: bool = False, accept_unverified: bool 
             if not stats.finite:
                 raise diverged(run_dir, f"the loss became {stats.loss} at step {step + 1}")
 
-            optimizer.zero_grad(set_to_none=True)
-            loss.total.backward()
-            if config.optim.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
+            _optimise(loss.total, optimizer, params, config.optim.grad_clip, ema, model)
             step += 1
             last_loss = stats.loss
             log.step(step, lr, stats, batch, loss.visuals)
@@ -179,26 +177,42 @@ def train(config: TrainConfig, *, resume: bool = False, accept_unverified: bool 
             # -- checkpoint: periodically, at the end, when a signal asks to stop or time is up
             last_step = step == config.steps or stats.out_of_time
             if stats.stop_signal or last_step or step % config.log.checkpoint_every == 0:
-                # On every process (their weights are the same), so that all stop together.
-                check_finite_weights(run_dir, step, model, ema)
-                rng = processes.gather(rng_state(batches.state_dict()))
-                if processes.is_master:
-                    save_training_state(run_dir, step, config=config, model=model,
-                                        optimizer=optimizer, rng=rng, ema=ema)
+                _checkpoint(config, step, model, optimizer, ema, batches, processes)
             if stats.stop_signal and step < config.steps:
                 interrupted = signal.Signals(stats.stop_signal).name
                 break
             if stats.out_of_time:
                 break
-
         # -- the end: weights of a finished run (the weight average's, when kept)
-        weights = None
-        if processes.is_master and interrupted is None:
-            weights = export_final_weights(config, model if ema is None else ema.module, step)
+        weights = export_final_weights(config, model if ema is None else ema.module, step) \
+            if processes.is_master and interrupted is None else None
         log.finished(step=step, loss=last_loss, interrupted=interrupted, weights=weights)
         return {"final_step": step, "last_loss": last_loss, "run_dir": str(run_dir),
                 "interrupted": interrupted, "weights": str(weights) if weights else None,
                 "model": model, "ema_model": ema.module if ema is not None else None}
+
+
+def _optimise(total: torch.Tensor, optimizer: torch.optim.Optimizer, params: list,
+              grad_clip: float | None, ema, model: nn.Module) -> None:
+    """One optimiser step on the loss ``total`` (clipped gradients, then the weight average)."""
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    if ema is not None:
+        ema.update_parameters(model)
+
+
+def _checkpoint(config: TrainConfig, step: int, model: nn.Module, optimizer, ema, batches,
+                processes) -> None:
+    """Save the training state at ``step``. Runs on every process (their weights are the same)
+    so that all stop together; only the master writes."""
+    check_finite_weights(Path(config.run_dir), step, model, ema)
+    rng = processes.gather(rng_state(batches.state_dict()))
+    if processes.is_master:
+        save_training_state(Path(config.run_dir), step, config=config, model=model,
+                            optimizer=optimizer, rng=rng, ema=ema)
 
 
 def _check_export_path(config: TrainConfig) -> None:

@@ -2,7 +2,9 @@
 
 * stage "flow": the flow network alone, fed the blurry frames it sees in stage 2, against the
   synthetic ground-truth flow (multi-scale EPE; the t -> t-1 flows too for 'bidirectional').
-* stage "joint": the whole FlowDeblurNet with Eq. 14 (warping terms + image MSE).
+* stage "joint": the whole FlowDeblurNet with Eq. 14 (warping terms + image MSE), plus, with
+  ``reblur.weight`` > 0, the reblurring loss on the batch's unlabelled triples
+  (:mod:`flowdeblur.training.reblur`), which go through the network in the same forward pass.
 
 :func:`freeze_unreached` finds the parameters a stage's loss gives no gradient, which DDP
 requires to be frozen.
@@ -19,6 +21,7 @@ from ..models import VARIANTS, stack_frames
 from .batches import IMAGE_KEYS
 from .config import TrainConfig
 from .losses import eq14_loss, multiscale_epe
+from .reblur import DUTY_KEY, UNLABELLED_KEYS, first_samples, joined_inputs, reblur_terms
 
 
 class StepLoss(NamedTuple):
@@ -26,7 +29,8 @@ class StepLoss(NamedTuple):
 
     #: Scalar tensor to minimise.
     total: torch.Tensor
-    #: Its named scalar parts, logged every step: {"epe"} (flow) or {"image", "flow"} (joint).
+    #: Its named scalar parts, logged every step: {"epe"} (flow) or {"image", "flow"} (joint),
+    #: and "reblur" and "reblur_identity" (unweighted) with the reblurring loss.
     parts: dict[str, torch.Tensor]
     #: What TensorBoard shows: "flows", "gates" (lists of tensors) and "image" (None in
     #: stage "flow", where the deblurring network does not run).
@@ -50,29 +54,46 @@ def compute_loss(net: nn.Module, batch: dict[str, torch.Tensor], config: TrainCo
                 [f[:, 2:4] for f in flows], batch["flow_prev"], batch.get("valid_prev")
             )
         return StepLoss(epe, {"epe": epe}, {"flows": flows, "gates": gates, "image": None})
-    out = net(batch["frame_t"], batch["frame_next"], prev)
+    reblur = bool(config.reblur.weight)
+    n = batch["frame_t"].shape[0]
+    if reblur:  # the unlabelled triples join the labelled samples in one forward pass
+        out = net(*joined_inputs(batch, prev is not None))
+    else:
+        out = net(batch["frame_t"], batch["frame_next"], prev)
+    labelled = first_samples(out, n) if reblur else out
     loss = eq14_loss(
-        out, batch["frame_t"], batch["frame_next"], batch["sharp_t"], frame_prev=prev,
+        labelled, batch["frame_t"], batch["frame_next"], batch["sharp_t"], frame_prev=prev,
         flow_loss=config.flow_loss, reduction=config.loss_reduction,
         image_loss=config.image_loss,
     )
-    return StepLoss(loss.total, {"image": loss.image, "flow": loss.flow},
-                    {"flows": out.flows, "gates": out.gates, "image": out.image})
+    total, parts = loss.total, {"image": loss.image, "flow": loss.flow}
+    if reblur:
+        terms = reblur_terms(out.image[n:], batch, config.reblur.samples, config.loss_reduction)
+        total = total + config.reblur.weight * terms.model
+        parts |= {"reblur": terms.model, "reblur_identity": terms.identity}
+    return StepLoss(total, parts,
+                    {"flows": labelled.flows, "gates": labelled.gates, "image": labelled.image})
 
 
-def _probe_batch(device: torch.device) -> dict[str, torch.Tensor]:
-    """A tiny random batch (N=1, 64x64) with every key either stage reads."""
+def _probe_batch(device: torch.device, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """A tiny random batch (N=1, 64x64) with every key either stage reads (and, with the
+    reblurring loss, one unlabelled triple with its flows)."""
     g = torch.Generator().manual_seed(0)
     batch = {k: torch.rand((1, 3, 64, 64), generator=g) for k in IMAGE_KEYS}
     batch["flow"] = torch.randn((1, 2, 64, 64), generator=g)
     batch["flow_prev"] = torch.randn((1, 2, 64, 64), generator=g)
+    if config.reblur.weight:
+        batch |= {k: torch.rand((1, 3, 64, 64), generator=g) for k in UNLABELLED_KEYS}
+        batch |= {"unlabelled_flow_next": torch.randn((1, 2, 64, 64), generator=g),
+                  "unlabelled_flow_prev": torch.randn((1, 2, 64, 64), generator=g),
+                  DUTY_KEY: torch.ones(1)}
     return {k: v.to(device) for k, v in batch.items()}
 
 
 def freeze_unreached(net: nn.Module, config: TrainConfig, device: torch.device) -> list[str]:
     """Freeze the parameters this stage's loss gives no gradient (e.g. the gate heads under
     the EPE): DDP requires every trained parameter to receive one. Returns their names."""
-    loss = compute_loss(net, _probe_batch(device), config).total
+    loss = compute_loss(net, _probe_batch(device, config), config).total
     named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
     grads = torch.autograd.grad(loss, [p for _, p in named], allow_unused=True)
     frozen = []

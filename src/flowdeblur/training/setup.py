@@ -14,12 +14,13 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import UserError
-from ..models import FlowDeblurNet
+from ..models import VARIANTS, FlowDeblurNet
 from ..runtime import Runtime
 from ..weights import PRETRAINED, load_state_into, read_weights
 from .checkpoint import ResumePoint
 from .config import OptimConfig, TrainConfig
 from .distributed import Processes
+from .reblur import FrozenFlow
 
 
 def training_runtime(device: torch.device, local_rank: int, amp: bool,
@@ -85,6 +86,18 @@ def build_model(config: TrainConfig, resume: ResumePoint | None) -> ModelStart:
         model.deblurnet.init_output_as_identity()
         note += ", the output conv starting as a copy of frame t"
     return ModelStart(model, note)
+
+
+def frozen_flow(config: TrainConfig, runtime: Runtime) -> FrozenFlow | None:
+    """The reblurring loss's frozen copy of the flow network as the run starts (None when the
+    loss is off): rebuilt from the start weights (``model.init_weights``), so that a resumed
+    run takes its flows from the same weights as the run it continues."""
+    if not config.reblur.weight:
+        return None
+    flownet = build_model(config, None).model.flownet.to(runtime.device)
+    if runtime.channels_last:
+        flownet.to(memory_format=torch.channels_last)
+    return FrozenFlow(flownet, VARIANTS[config.model.variant].in_frames)
 
 
 def _check_dtypes(model: nn.Module, resume: ResumePoint) -> None:
