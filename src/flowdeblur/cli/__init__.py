@@ -15,12 +15,12 @@ from collections.abc import Iterator
 
 from .. import __version__
 from ..errors import OptionError, UserError
-from . import bench, deblur, demo, import_release, info, synth, train
+from . import batch, bench, deblur, demo, import_release, info, synth, train
 from . import eval as eval_command
 from .common import one_line_warnings
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (deblur, demo, train, eval_command, synth, bench, import_release, info)
+COMMANDS = (deblur, batch, demo, train, eval_command, synth, bench, import_release, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..inference.ensemble import ENSEMBLE_SIZES
+from ..inference.ensemble import ENSEMBLE_SIZES, check_ensemble
+from ..media.video_writer import CHROMA_CHOICES, DEFAULT_CHROMA, DEFAULT_CRF
 from ..models import FlowDeblurNet
+from ..runtime import Runtime
 from ..weights import load_pretrained, load_weights
 
 
@@ -75,3 +77,114 @@ def add_ensemble_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
 def add_progress_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     p.add_argument("--no-progress", "--quiet", "-q", dest="no_progress", action="store_true",
                    help="no progress bar")
+
+
+def add_deblur_options(p: argparse.ArgumentParser, outputs: str) -> argparse._ArgumentGroup:
+    """The options ``deblur`` and ``batch`` share: weights, how to run, how to write (with
+    ``--overwrite``/``--resume`` for the ``outputs`` named), progress. Returns the output
+    group, for options of the command's own."""
+    add_weights_option(p)
+    add_deblur_run_options(p.add_argument_group("how to run"))
+    out_opts = p.add_argument_group("output")
+    add_output_options(out_opts)
+    add_overwrite_options(out_opts, outputs)
+    add_progress_option(out_opts)
+    return out_opts
+
+
+def check_deblur_options(args: argparse.Namespace) -> None:
+    """Refuse a wrong device, precision or ensemble size before any weights load."""
+    Runtime.resolve(args.device, args.precision)
+    check_ensemble(args.ensemble)
+
+
+def add_deblur_run_options(p: argparse._ArgumentGroup) -> None:
+    """How ``deblur`` and ``batch`` run the network: device, precision, frames per call,
+    tiles, self-ensemble, scene cuts (read back by :func:`deblur_options`)."""
+    add_runtime_options(p, auto_precision="bf16 on CUDA and on CPUs with native bf16 "
+                        "(AVX512-BF16, AMX), else fp32")
+    p.add_argument(
+        "--batch", type=int, default=1, metavar="N",
+        help="frames per network call (tiles per call with --tile); default 1 (many files "
+        "at once: the `flowdeblur batch` command)",
+    )
+    p.add_argument(
+        "--tile", type=int, metavar="PX",
+        help="deblur in PX x PX tiles (>= 64; multiples of 64 work best) to bound memory; "
+        "0: whole frames always; default: whole frames unless one would not fit in the "
+        "memory available, then the largest tile that does (said in a warning)",
+    )
+    p.add_argument(
+        "--tile-overlap", type=int, metavar="PX",
+        help="pixels shared by neighbouring tiles, blended with a raised cosine "
+        "(default: a quarter of the tile, at most 128)",
+    )
+    add_ensemble_option(p)
+    p.add_argument(
+        "--no-scene-cuts", action="store_true",
+        help="pair every frame with t+1 even across a scene cut (default: a frame whose "
+        "neighbour is from another shot is paired with its other neighbour)",
+    )
+
+
+def add_output_options(p: argparse._ArgumentGroup) -> None:
+    """How ``deblur`` and ``batch`` write their outputs (read back by :func:`deblur_options`)."""
+    p.add_argument(
+        "--crf", type=int, default=DEFAULT_CRF,
+        help=f"H.264/HEVC quality, 0 (best) .. 51 (worst); default {DEFAULT_CRF}, which keeps "
+        "about 90%% of the gain a PNG output shows (docs/BENCHMARKS.md, \"Video outputs\")",
+    )
+    p.add_argument(
+        "--chroma", choices=CHROMA_CHOICES, default=DEFAULT_CHROMA,
+        help="chroma of an 8-bit video output: 444 (default; H.264 High 4:4:4, played by "
+        "FFmpeg-based players such as VLC and mpv) or 420 (plays on phones, browsers and "
+        "editors; blurs colour edges, pads odd sizes)",
+    )
+    p.add_argument(
+        "--lossless", action="store_true",
+        help="exact RGB at the exact size (FFV1 in .mkv, else H.264 RGB at crf 0) instead of "
+        "yuv420p, which pads odd sizes by one pixel",
+    )
+    p.add_argument(
+        "--codec", choices=("auto", "h264"), default="auto",
+        help="video codec for a 10/12-bit input: auto (HEVC Main 10/12, keeping the depth) or "
+        "h264 (H.264 High 10: plays in fewer players); 8-bit inputs are always H.264",
+    )
+    p.add_argument(
+        "--fps", type=float, help="frame rate of a video made from images (default 30)"
+    )
+    p.add_argument(
+        "--bits", type=int, choices=(8, 16), default=8, help="bit depth of PNG outputs"
+    )
+    p.add_argument(
+        "--side-by-side", action="store_true", help="write input | output side by side"
+    )
+
+
+def add_overwrite_options(p: argparse._ArgumentGroup, what: str) -> None:
+    """``--overwrite`` and ``--resume`` for the outputs ``what`` names."""
+    p.add_argument(
+        "--overwrite", action="store_true",
+        help=f"replace {what} if they are previous outputs of flowdeblur (tagged "
+        "videos, PNGs and JPEGs; folders holding only what flowdeblur wrote); anything else, "
+        "and any input, is never replaced",
+    )
+    p.add_argument(
+        "--resume", action="store_true",
+        help="leave an output that is complete and was made from the same input, weights and "
+        "options (recorded in it) as it is; redo one of flowdeblur's that differs",
+    )
+
+
+def deblur_options(args: argparse.Namespace) -> dict:
+    """The keyword arguments of :func:`flowdeblur.inference.deblur_video` that the options of
+    :func:`add_deblur_run_options`, :func:`add_output_options` and
+    :func:`add_overwrite_options` set."""
+    return dict(
+        device=args.device, precision=args.precision, batch=args.batch, tile=args.tile,
+        tile_overlap=args.tile_overlap, ensemble=args.ensemble,
+        scene_cuts=not args.no_scene_cuts, crf=args.crf, chroma=args.chroma,
+        lossless=args.lossless, video_codec=None if args.codec == "auto" else args.codec,
+        fps=args.fps, bits=args.bits, side_by_side=args.side_by_side,
+        overwrite=args.overwrite, resume=args.resume,
+    )

@@ -42,6 +42,7 @@ from ..media.ownership import (
     TAGGED_IMAGE_EXTENSIONS,
     file_written_by_us,
     foreign_entries,
+    record_text,
     tag_image_file,
     write_folder_marker,
 )
@@ -79,6 +80,9 @@ class Output:
         #: The input image of each frame, whose alpha channel (if any) the picture keeps;
         #: None when the frames carry no alpha to keep.
         self.alpha_paths: list[Path] | None = None
+        #: What made this output, stored in its record for ``--resume``
+        #: (:func:`~flowdeblur.media.ownership.record_text`); None: the bare tag.
+        self.provenance: dict | None = None
 
     def open(self) -> None:
         """Create the temporary output beside :attr:`path`."""
@@ -161,7 +165,8 @@ class VideoOutput(Output):
         self._keep_pts = True
 
     def open(self) -> None:
-        self._writer = VideoWriter(self.path, **self._video, **self._codec)
+        self._writer = VideoWriter(self.path, **self._video, **self._codec,
+                                   record=record_text(self.provenance))
         for note in self._encoding_notes:
             self.notes.append(note)
             warnings.warn(note, UserWarning, stacklevel=2)
@@ -217,7 +222,7 @@ class FolderOutput(Output):
 
     def publish(self) -> None:
         try:
-            write_folder_marker(self._tmp, self._written)
+            write_folder_marker(self._tmp, self._written, self.provenance)
         except OSError as e:
             raise UserError(f"cannot write OUTPUT {self.path}: {e.strerror or e}") from None
         replace_path(self._tmp, self.path)
@@ -247,7 +252,7 @@ class ImageOutput(Output):
         _write_picture(self._file.path, image, bits=self.bits, output=self.path,
                        alpha=self.alpha(index))
         if self.path.suffix.lower() in TAGGED_IMAGE_EXTENSIONS:
-            tag_image_file(self._file.path)
+            tag_image_file(self._file.path, self.provenance)
 
     def publish(self) -> None:
         if self.path.is_dir():
@@ -273,7 +278,8 @@ def _write_picture(path: Path, image: torch.Tensor, *, bits: int, output: Path,
 def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | None = None,
                 crf: int = DEFAULT_CRF, lossless: bool = False, fps: float | None = None,
                 bits: int = 8, side_by_side: bool = False, overwrite: bool = False,
-                video_codec: str | None = None, chroma: str = DEFAULT_CHROMA) -> Output:
+                video_codec: str | None = None, chroma: str = DEFAULT_CHROMA,
+                provenance: dict | None = None) -> Output:
     """The :class:`Output` that ``path``'s name asks for: a video extension -> video, an image
     extension -> one image (UserError unless ``source`` has one frame), else a folder.
 
@@ -281,13 +287,14 @@ def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | N
     previous output of ours at ``path`` may be replaced on publishing (checked again then).
     ``video_codec``: "h264" stores a 10/12-bit video as H.264 High 10 instead of HEVC.
     ``chroma``: "444" or "420", the chroma of an 8-bit H.264 output (see
-    :func:`~flowdeblur.media.choose_encoding`).
+    :func:`~flowdeblur.media.choose_encoding`). ``provenance``: stored in the output's record.
     Nothing is written until the output is opened.
     """
     output = _output_for(Path(path), source, audio_from=audio_from, crf=crf, lossless=lossless,
                          fps=fps, bits=bits, side_by_side=side_by_side, video_codec=video_codec,
                          chroma=chroma)
     output.replace_ours = overwrite
+    output.provenance = provenance
     _keep_alpha(output, source, side_by_side)
     return output
 
@@ -329,6 +336,11 @@ def _output_for(path: Path, source: FrameSource, *, audio_from: PathLike | None,
             "folder or a video name (.mp4, .mkv, ...)"
         )
     return ImageOutput(path, bits=bits)
+
+
+def output_kind(path: PathLike) -> str:
+    """The :attr:`Output.kind` that ``path``'s name asks for (see :func:`open_output`)."""
+    return "video" if is_video_path(path) else "image" if is_image_path(path) else "images"
 
 
 def display_rotation(source: FrameSource) -> int:

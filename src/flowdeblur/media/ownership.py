@@ -11,6 +11,12 @@ replaced; a file without one is the user's, whatever its name:
   A folder is ours only while it holds exactly the marker and those files: a file the user
   added to it, or a subfolder, makes it the user's again.
 
+The record may carry a provenance (:func:`record_text`): a JSON object after the tag, or
+under ``provenance`` in a folder's marker, saying what made the output (flowdeblur's version,
+the input's size and digest, the weights' digest, the options that change the pixels), so that
+``--resume`` can tell an output that is complete and current from one to redo. One record
+serves both: ownership is its tag, resume compares its provenance (:func:`read_provenance`).
+
 The records are read by parsing the file's structure (container metadata, PNG chunks, JPEG
 segments), never by running anything in it.
 """
@@ -42,49 +48,103 @@ _PNG_KEYWORD = b"Software"
 _SCAN_LIMIT = 1 << 20
 
 
+# ----------------------------------------------------------------------------- records
+
+
+def record_text(provenance: dict | None = None) -> str:
+    """The text of an output's record: :data:`OUTPUT_TAG`, then the ``provenance`` (a JSON
+    object, ASCII only, keys sorted) if given."""
+    if provenance is None:
+        return OUTPUT_TAG
+    return f"{OUTPUT_TAG} {json.dumps(provenance, sort_keys=True, separators=(',', ':'))}"
+
+
+def parse_record(text: str | bytes | None) -> tuple[bool, dict | None]:
+    """(whether ``text`` is a record of ours, its provenance or None) for the text
+    :func:`record_text` makes; a tag followed by anything but a JSON object is not ours."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1")
+    if text == OUTPUT_TAG:
+        return True, None
+    if text is None or not text.startswith(OUTPUT_TAG + " {"):
+        return False, None
+    try:
+        provenance = json.loads(text[len(OUTPUT_TAG) + 1:])
+    except (ValueError, RecursionError):
+        return False, None
+    if not isinstance(provenance, dict):
+        return False, None
+    return True, provenance
+
+
 # ----------------------------------------------------------------------------- files
 
 
-def tag_image_file(path: PathLike) -> bool:
-    """Add :data:`OUTPUT_TAG` to the PNG or JPEG file at ``path`` (rewritten in place: call
-    it on a temporary file before it is published). Returns False for other formats."""
+def tag_image_file(path: PathLike, provenance: dict | None = None) -> bool:
+    """Add the record (:func:`record_text`) to the PNG or JPEG file at ``path`` (rewritten in
+    place: call it on a temporary file before it is published). Returns False for other
+    formats."""
     path = Path(path)
     data = path.read_bytes()
+    text = record_text(provenance).encode("latin-1")
     if data.startswith(_PNG_SIGNATURE):
-        tagged = _png_with_text(data, _PNG_KEYWORD, OUTPUT_TAG.encode("latin-1"))
+        tagged = _png_with_text(data, _PNG_KEYWORD, text)
     elif data.startswith(b"\xff\xd8"):
-        tagged = _jpeg_with_comment(data, OUTPUT_TAG.encode("latin-1"))
+        tagged = _jpeg_with_comment(data, text)
     else:
         return False
     path.write_bytes(tagged)
     return True
 
 
-def file_written_by_us(path: PathLike) -> bool:
-    """Whether the file at ``path`` carries :data:`OUTPUT_TAG` (see the module docstring).
-
-    Any file that cannot be read or parsed counts as not ours.
-    """
-    path = Path(path)
+def _file_record(path: Path) -> tuple[bool, dict | None]:
+    """:func:`parse_record` of the record a file carries; (False, None) for a file that
+    cannot be read or parsed, or carries none."""
     try:
         with open(path, "rb") as f:
             head = f.read(_SCAN_LIMIT)
     except OSError:
-        return False
+        return False, None
     if head.startswith(_PNG_SIGNATURE):
-        return _png_text(head, _PNG_KEYWORD) == OUTPUT_TAG.encode("latin-1")
+        return parse_record(_png_text(head, _PNG_KEYWORD))
     if head.startswith(b"\xff\xd8"):
-        return OUTPUT_TAG.encode("latin-1") in _jpeg_comments(head)
-    return _video_tagged(path)
+        found = [parse_record(c) for c in _jpeg_comments(head)]
+        return next((r for r in found if r[0]), (False, None))
+    return parse_record(_video_comment(path))
 
 
-def _video_tagged(path: Path) -> bool:
+def file_written_by_us(path: PathLike) -> bool:
+    """Whether the file at ``path`` carries our record (see the module docstring).
+
+    Any file that cannot be read or parsed counts as not ours.
+    """
+    return _file_record(Path(path))[0]
+
+
+def read_provenance(path: PathLike) -> dict | None:
+    """The provenance in the record of the output at ``path``: a file's tag, or a folder's
+    marker while the folder holds exactly the files it lists. None when there is none, or the
+    output is not wholly ours."""
+    path = Path(path)
+    if path.is_symlink():
+        return None
+    if path.is_dir():
+        record = _folder_record(path)
+        if record is None or foreign_entries(path) != [] or not all(
+                (path / name).is_file() for name in record["files"]):
+            return None
+        provenance = record.get("provenance")
+        return provenance if isinstance(provenance, dict) else None
+    return _file_record(path)[1]
+
+
+def _video_comment(path: Path) -> str | None:
     try:
         with av.open(str(path)) as container:
             tags = {k.lower(): v for k, v in container.metadata.items()}
     except (av.error.FFmpegError, OSError, UnicodeDecodeError, ValueError):
-        return False
-    return tags.get("comment") == OUTPUT_TAG
+        return None
+    return tags.get("comment")
 
 
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -146,11 +206,26 @@ def _jpeg_comments(data: bytes) -> list[bytes]:
 # ----------------------------------------------------------------------------- folders
 
 
-def write_folder_marker(folder: PathLike, files: Iterable[str]) -> None:
+def write_folder_marker(folder: PathLike, files: Iterable[str],
+                        provenance: dict | None = None) -> None:
     """Write :data:`MARKER` in ``folder`` (a temporary folder about to be published), listing
-    ``files``, the names written in it."""
+    ``files``, the names written in it, and the ``provenance`` if given."""
     record = {"written_by": "flowdeblur deblur", "files": sorted(files)}
-    (Path(folder) / MARKER).write_text(json.dumps(record) + "\n")
+    if provenance is not None:
+        record["provenance"] = provenance
+    (Path(folder) / MARKER).write_text(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _folder_record(folder: Path) -> dict | None:
+    """The marker's JSON object when it has a list of file names, else None."""
+    try:
+        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+        listed = record["files"]
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+        return None
+    return record
 
 
 def foreign_entries(folder: PathLike) -> list[str] | None:
@@ -158,14 +233,13 @@ def foreign_entries(folder: PathLike) -> list[str] | None:
     aside): ``[]`` for a folder that is wholly an output of ours. None when the folder has no
     readable marker with a file list (then nothing in it is known to be ours)."""
     folder = Path(folder)
-    try:
-        record = json.loads((folder / MARKER).read_text(encoding="utf-8"))
-        listed = record["files"]
-        if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
-            return None
-        entries = list(folder.iterdir())
-    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+    record = _folder_record(folder)
+    if record is None:
         return None
-    listed = set(listed)
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return None
+    listed = set(record["files"])
     return sorted(e.name for e in entries if e.name != MARKER and (
         e.name not in listed or e.is_symlink() or not e.is_file()))

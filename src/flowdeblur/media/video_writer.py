@@ -274,6 +274,8 @@ class VideoWriter:
         time_base: unit of the ``pts`` passed to :meth:`write`; default ``1 / fps``. Pass the
             source's ``VideoInfo.time_base`` together with its pts to keep its timestamps.
         options: extra encoder options (e.g. ``{"preset": "slow"}``).
+        record: the ``comment`` tag marking the file as ours (``ownership.record_text``; a
+            source's own comment is replaced by it).
 
     Subsampled pixel formats (yuv420p) need even sizes: an odd height or width is padded by
     replicating the last row/column; ``padded`` is then True and ``output_height`` /
@@ -301,6 +303,7 @@ class VideoWriter:
         colour: ColourTags | None = None,
         time_base: Fraction | None = None,
         options: dict[str, str] | None = None,
+        record: str = OUTPUT_TAG,
     ):
         self.path = Path(path)
         self.fps = Fraction(fps).limit_denominator(1_000_000)
@@ -334,11 +337,12 @@ class VideoWriter:
             # The temporary keeps the extension: FFmpeg picks the container from it.
             self._file = PendingFile(self.path, suffix=self.path.suffix)
             self._out = av.open(str(self._file.path), "w")
-            # The record by which a later --overwrite knows this file as ours (ownership.py).
-            self._out.metadata["comment"] = OUTPUT_TAG
             self._video = self._add_video_stream(crf, rotation, options)
             if streams_from is not None:
                 copy_tags_and_chapters(Path(streams_from), self._out, self._video)
+            # The record by which a later --overwrite or --resume knows this file as ours
+            # (ownership.py); set after the copied tags, which may hold a comment of their own.
+            self._out.metadata["comment"] = record
             if streams_from is not None or audio_from is not None:
                 self._audio = _SideStreams.attach(Path(streams_from or audio_from), self._out,
                                                   audio_only=streams_from is None)

@@ -1,0 +1,92 @@
+"""What made an output: the provenance its ownership record carries
+(:mod:`flowdeblur.media.ownership`), by which ``--resume`` skips an output that is complete
+and current and redoes one whose input, weights or options have changed.
+
+A provenance is a JSON object::
+
+    {"flowdeblur": "0.1.0",
+     "input": {"bytes": 1234567, "sha256": "..."},
+     "weights_sha256": "...",
+     "options": {"crf": 6, "ensemble": 1, "precision": "fp32", ...}}
+
+``options`` holds only what changes the output's pixels or encoding for its kind (the crf of
+a video, the bit depth of PNGs, the frame rate of a video made from images, ...); ``--batch``,
+progress bars and the like are left out. ``tile`` is the tile size as asked (None: chosen from
+the memory available), so that a resume on a machine with other free memory does not redo
+finished outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..media import FrameSource
+from ..media.atomic import file_sha256
+from ..media.ownership import read_provenance
+
+__all__ = ["input_digest", "is_current", "make_provenance", "weights_sha256"]
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("flowdeblur")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
+
+
+def input_digest(source: FrameSource, given: Path) -> dict:
+    """``{"bytes", "sha256"}`` of an input: the file's own for a video; for image frames, the
+    total size and the SHA-256 of each frame's name and SHA-256, in order (a renamed, added or
+    changed frame changes it)."""
+    if source.paths is None:
+        return {"bytes": given.stat().st_size, "sha256": file_sha256(given)}
+    digest = hashlib.sha256()
+    for path in source.paths:
+        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+    return {"bytes": sum(p.stat().st_size for p in source.paths), "sha256": digest.hexdigest()}
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """SHA-256 of a network's weights: every state-dict entry's name, dtype, shape and
+    bytes, in order (the same for the same weights whichever file or device they came from)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def make_provenance(source: FrameSource, given: Path, model: nn.Module, *, kind: str,
+                    options: dict) -> dict:
+    """The provenance of an output of ``kind`` ("video", "images", "image") deblurred from
+    ``source`` (read from ``given``) by ``model`` with ``options`` (every option of
+    :func:`~.deblur.deblur_video` that can change an output; those that do not matter for
+    this kind of output or input are dropped here)."""
+    drop = set()
+    if kind != "video":
+        drop |= {"crf", "chroma", "lossless", "video_codec"}
+    else:
+        drop.add("bits")
+    if kind != "video" or source.info is not None:
+        drop.add("fps")  # only a video made from images takes it
+    record = {
+        "flowdeblur": _version(),
+        "input": input_digest(source, given),
+        "weights_sha256": weights_sha256(model),
+        "options": {k: v for k, v in sorted(options.items()) if k not in drop},
+    }
+    return json.loads(json.dumps(record))  # as it reads back from a record: lists, not tuples
+
+
+def is_current(output: Path, flow_dir: Path | None, provenance: dict) -> bool:
+    """Whether ``output`` (and the ``flow_dir`` folder if given) is a complete output of ours
+    carrying ``provenance``: what this run would write is there already."""
+    places = [output] if flow_dir is None else [output, flow_dir]
+    return all(read_provenance(place) == provenance for place in places)
