@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from skimage import data
 
-from flowdeblur.inference.deblur import deblur_video
-from flowdeblur.media.video_writer import DEFAULT_CHROMA, DEFAULT_CRF
+from flowdeblur.inference import deblur_video
 from flowdeblur.media import ColourTags, VideoReader, VideoWriter
+from flowdeblur.media.video_writer import DEFAULT_CHROMA, DEFAULT_CRF
 from flowdeblur.models import FlowDeblurOutput
 
 

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import REFERENCES, ROOT, import_reference
 
-ROOT = Path(__file__).resolve().parent.parent
-REFERENCES = ROOT / "references"
 SCRIPT = REFERENCES / "ablation.py"
 
-
-def _load():
-    # The scripts import each other by name, with references/ first on sys.path as when run.
-    if str(REFERENCES) not in sys.path:
-        sys.path.insert(0, str(REFERENCES))
-    return importlib.import_module("ablation")
-
-
-ablation = _load()
+ablation = import_reference("ablation")
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

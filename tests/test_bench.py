@@ -24,8 +24,6 @@ from flowdeblur.cli import main
 from flowdeblur.cli.bench import parse_size
 from flowdeblur.errors import UserError
 
-cuda = pytest.mark.gpu  # skipped without CUDA by tests/conftest.py
-
 DATASHEETS = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_datasheets.py"
 
 
@@ -39,14 +37,7 @@ def _load_datasheets():
 
 peak_fp32_tflops = _load_datasheets().peak_fp32_tflops
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: with the 2 cores shared, OpenMP threads mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see tests/conftest.py
 
 
 def _row(out: str, device: str, precision: str, mode: str) -> list[str]:
@@ -239,7 +230,7 @@ def test_write_json_to_missing_folder_is_a_user_error(tmp_path):
 # ----------------------------------------------------------------------------- CUDA
 
 
-@cuda
+@pytest.mark.gpu
 def test_quick_bench_on_cuda(capsys):
     rc = main(["bench", "--quick", "--device", "cuda", "--modes", "eager,graph",
                "--precision", "bf16", "--train"])

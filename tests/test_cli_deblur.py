@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -14,35 +13,16 @@ import av
 import numpy as np
 import pytest
 import torch
+from helpers import H, W, deblur, make_video, psnr, smooth_frames, snapshot
 from safetensors.torch import save_file
 
 from flowdeblur.cli import main
-from flowdeblur.inference.deblur import deblur_frames, deblur_video
+from flowdeblur.cli.deblur import speed
+from flowdeblur.inference import deblur_frames, deblur_video
 from flowdeblur.inference.outputs import MARKER
-from flowdeblur.media import VideoReader, VideoWriter, read_image, write_image
+from flowdeblur.media import VideoReader, read_image, write_image
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.weights import load_weights, save_weights
-
-H, W = 48, 64
-
-
-def smooth_frames(count: int, h: int = H, w: int = W, seed: int = 0) -> list[torch.Tensor]:
-    """A smooth random picture panning right by 2 pixels a frame."""
-    g = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(1, 3, 6, 8, generator=g)
-    big = torch.nn.functional.interpolate(coarse, size=(h, w + 2 * count), mode="bicubic")
-    big = big.clamp(0, 1)[0]
-    return [big[:, :, 2 * i : 2 * i + w].contiguous() for i in range(count)]
-
-
-def make_video(path: Path, frames, *, fps=24, rotation=0, audio=None, pts=None, time_base=None):
-    with VideoWriter(
-        path, fps=fps, width=frames[0].shape[-1], height=frames[0].shape[-2],
-        rotation=rotation, audio_from=audio, time_base=time_base, crf=10,
-    ) as writer:
-        for i, frame in enumerate(frames):
-            writer.write(frame, pts=None if pts is None else pts[i])
-    return path
 
 
 def make_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
@@ -64,39 +44,9 @@ def video_facts(path: Path) -> dict:
     return {"streams": streams, "seconds": pts, "info": info, "count": len(pts)}
 
 
-def snapshot(folder: Path) -> set[str]:
-    """Every path under ``folder``, hidden ones included."""
-    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float((a.double() - b.double()).square().mean())
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(FlowDeblurNet("full"), path)
-    return path
-
-
 @pytest.fixture(scope="module")
 def model(weights) -> FlowDeblurNet:
     return load_weights(weights)
-
-
-@pytest.fixture
-def frames_dir(tmp_path) -> Path:
-    folder = tmp_path / "frames"
-    for i, frame in enumerate(smooth_frames(4)):
-        write_image(folder / f"shot_{i:03d}.png", frame)
-    return folder
-
-
-def deblur(*args, weights: Path) -> int:
-    return main(["deblur", *map(str, args), "--weights", str(weights), "--no-progress"])
 
 
 # ------------------------------------------------------------------------------ videos
@@ -403,7 +353,7 @@ def test_failure_midway_leaves_nothing(tmp_path, frames_dir, weights, monkeypatc
 
 
 def test_failure_midway_in_a_video_leaves_nothing(tmp_path, weights, monkeypatch):
-    import flowdeblur.inference.deblur as inference
+    import flowdeblur.inference.files as inference
 
     src = make_video(tmp_path / "in.mp4", smooth_frames(4))
     real = inference.deblur_frames
@@ -435,3 +385,22 @@ def test_subprocess_error_has_no_traceback(tmp_path, weights):
     assert result.stderr.strip().startswith("flowdeblur: error:")
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("fps", ["inf", "1e12", "1e-9", "nan", "0"])
+def test_impossible_frame_rates_are_one_line_errors(tmp_path, capsys, fps):
+    for i in range(2):
+        write_image(tmp_path / "in" / f"{i}.png", torch.rand(3, 16, 16))
+    out = tmp_path / "out.mp4"
+    rc = main(["deblur", str(tmp_path / "in"), "-o", str(out), "--fps", fps, "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--fps must be a frame rate" in err
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------ progress
+
+
+def test_slow_rates_read_as_seconds_per_frame():
+    assert speed(12.345) == "12.35 frames/s"
+    assert speed(1 / 250) == "250.00 s/frame"

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
+from helpers import ROOT, tiny_config
 
 from flowdeblur.cli import main
 from flowdeblur.errors import UserError
 from flowdeblur.training.config import TrainConfig, load_config, to_dict, to_yaml, valid_keys
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = ROOT / "configs"
 
 
 @pytest.mark.parametrize("name", ["debug", "flow_pretrain", "joint", "release"])
@@ -227,3 +227,10 @@ def test_error_messages_quote_long_values_briefly():
     with pytest.raises(UserError) as e:
         load_config(None, ["steps=[" + ", ".join(["1"] * 10_000) + "]"])
     assert "'steps' expects an integer" in str(e.value) and len(str(e.value)) < 200
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_non_finite_learning_rates_are_refused(tmp_path, value):
+    with pytest.raises(UserError, match="optim.lr must be a finite number"):
+        tiny_config(tmp_path / "run", f"optim.lr={value}", small_motion=False)
+    assert not (tmp_path / "run").exists()

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import pytest
-import test_cli_deblur
 import torch
-from test_cli_deblur import deblur, smooth_frames
+from helpers import deblur, smooth_frames
 
 import flowdeblur.inference.deblur as inference
 from flowdeblur.inference import memory
 from flowdeblur.media import write_image
-
-weights = test_cli_deblur.weights  # fixture: random weights of the full network
 
 GIB = 2**30
 

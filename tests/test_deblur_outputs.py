@@ -14,14 +14,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import test_cli_deblur
 import torch
+from helpers import H, Identity, W, deblur, make_video, smooth_frames, snapshot
 from skimage import data
-from test_cli_deblur import H, W, deblur, make_video, smooth_frames, snapshot
-from torch import nn
 
 from flowdeblur.cli import main
-from flowdeblur.inference.deblur import deblur_frames, deblur_video
+from flowdeblur.inference import deblur_frames, deblur_video
 from flowdeblur.media import (
     VideoReader,
     read_image,
@@ -29,26 +27,8 @@ from flowdeblur.media import (
     rotate_for_display,
     write_image,
 )
-from flowdeblur.models import FlowDeblurOutput
 from flowdeblur.viz import flow_to_color
-
-weights = test_cli_deblur.weights  # fixtures: tiny random weights, a folder of 4 frames
-frames_dir = test_cli_deblur.frames_dir
-
-
-class Identity(nn.Module):
-    """A 'deblurrer' that returns frame t unchanged: isolates what the file path does."""
-
-    in_frames = 2
-    variant = "identity"
-    flownet = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, frame_t, frame_next=None, frame_prev=None):
-        return FlowDeblurOutput(image=frame_t.clone())
+from flowdeblur.weights import load_weights
 
 
 def read_all(path) -> torch.Tensor:
@@ -274,7 +254,7 @@ def read_only(monkeypatch):
 def test_deblur_into_a_read_only_place_fails_before_any_work(target, tmp_path, frames_dir,
                                                              weights, read_only, monkeypatch,
                                                              capsys):
-    import flowdeblur.inference.deblur as inference
+    import flowdeblur.inference.files as inference
 
     def no_work(*args, **kwargs):
         raise AssertionError("frames were deblurred before the output was checked")
@@ -336,7 +316,7 @@ def test_flow_turned_for_display_turns_its_vectors():
 
 
 def test_rotated_video_side_by_side_and_flow_pictures_are_upright(tmp_path, weights):
-    model = test_cli_deblur.load_weights(weights)
+    model = load_weights(weights)
     src = make_video(tmp_path / "in.mp4", smooth_frames(3), rotation=90)
     with VideoReader(src) as reader:
         assert reader.info.rotation == 90

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import torch
 
 from flowdeblur.apps.demo import run_demo
 from flowdeblur.cli import main
 from flowdeblur.media import VideoReader, read_image
-from flowdeblur.models import FlowDeblurNet
-from flowdeblur.weights import PRETRAINED, save_weights
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    save_weights(FlowDeblurNet("full"), path)
-    return path
+from flowdeblur.weights import PRETRAINED
 
 
 def test_run_demo_scores_and_writes_its_pictures(tmp_path, weights):

@@ -11,8 +11,7 @@ import torch
 from flowdeblur.cli import deblur as deblur_command
 from flowdeblur.cli import main, option_flags
 from flowdeblur.errors import OptionError, UserError
-from flowdeblur.inference import deblur_frames
-from flowdeblur.inference.deblur import deblur_video
+from flowdeblur.inference import deblur_frames, deblur_video
 from flowdeblur.media import write_image
 from flowdeblur.models import FlowDeblurNet
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import Identity
 from torch import nn
 
 from flowdeblur.cli import main
@@ -57,23 +58,6 @@ def _files(root: Path, video: str, kind: str) -> list[Path]:
     return sorted((root / "quantitative_datasets" / video / kind).glob("*.jpg"))
 
 
-class IdentityStub(nn.Module):
-    """Returns the blurry frame t as it saw it and records every call."""
-
-    in_frames = 2
-    variant = "stub"
-    flownet = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))  # so .to(device) has something to move
-        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def forward(self, frame_t, frame_next=None, frame_prev=None):
-        self.calls.append((frame_t.clone(), frame_next.clone()))
-        return FlowDeblurOutput(image=frame_t.clone())
-
-
 def _expected(root: Path, video: str, indices: list[int]) -> dict[str, float]:
     """Per-sequence scores of the identity 'deblurrer' (output = blurry frame), by hand."""
     blur = [read_image(p)[None] for p in _files(root, video, "input")]
@@ -118,7 +102,7 @@ def test_protocol_frames():
 
 
 def test_release_protocol(dvd):
-    stub = IdentityStub()
+    stub = Identity(record=True)
     result = evaluate_model(stub, dvd, "dvd", protocol="release", progress=False)
     assert result.protocol == "release"
     assert set(result.per_sequence) == {*LANDSCAPE, PORTRAIT}
@@ -148,7 +132,7 @@ def test_release_protocol(dvd):
 
 
 def test_all_protocol_scores_every_frame_and_pairs_last_with_previous(dvd):
-    stub = IdentityStub()
+    stub = Identity(record=True)
     result = evaluate_model(stub, dvd, "dvd", protocol="all", progress=False)
     assert result.frames == 5 + 5 + 4
     for name in LANDSCAPE:
@@ -165,7 +149,7 @@ def test_all_protocol_scores_every_frame_and_pairs_last_with_previous(dvd):
     assert portrait_call[0].shape[-2:] == (W, H)
 
 
-class RampStub(IdentityStub):
+class RampStub(Identity):
     """Frame t plus a ramp along W: not mirror-symmetric, so an ensemble changes its output."""
 
     def forward(self, frame_t, frame_next=None, frame_prev=None):
@@ -188,7 +172,7 @@ def test_ensemble_averages_mirrored_copies_and_is_recorded(dvd):
 
 def test_su30_protocol(tmp_path):
     root = _make_dvd(tmp_path, {LANDSCAPE[0]: (100, 16, 24)})
-    stub = IdentityStub()
+    stub = Identity()
     result = evaluate_model(stub, root, "dvd", protocol="su30", progress=False)
     assert result.frames == 30
     names = [r["frame"] for r in result.per_frame]
@@ -197,29 +181,29 @@ def test_su30_protocol(tmp_path):
     _check_sequence(result, LANDSCAPE[0], _expected(root, LANDSCAPE[0], list(SU30_FRAMES)))
     assert math.isnan(result.mean["temporal_error"])  # no two selected frames are adjacent
     # max_frames keeps the first K of the selection.
-    short = evaluate_model(IdentityStub(), root, "dvd", protocol="su30", max_frames=3,
+    short = evaluate_model(Identity(), root, "dvd", protocol="su30", max_frames=3,
                            progress=False)
     assert [r["frame"] for r in short.per_frame] == ["00002", "00005", "00008"]
 
 
 def test_su30_rejects_short_videos(dvd):
     with pytest.raises(UserError, match="su30"):
-        evaluate_model(IdentityStub(), dvd, "dvd", protocol="su30", progress=False)
+        evaluate_model(Identity(), dvd, "dvd", protocol="su30", progress=False)
 
 
 def test_scoring_options_and_quantisation(dvd):
-    class Offset(IdentityStub):
+    class Offset(Identity):
         def forward(self, frame_t, frame_next=None, frame_prev=None):
             return FlowDeblurOutput(image=frame_t + 0.3 / 255)  # not on the 8-bit grid
 
     name = LANDSCAPE[1]
     raw = evaluate_model(Offset(), dvd, "dvd", protocol="all", quantize=False, progress=False)
     quant = evaluate_model(Offset(), dvd, "dvd", protocol="all", progress=False)
-    ident = evaluate_model(IdentityStub(), dvd, "dvd", protocol="all", progress=False)
+    ident = evaluate_model(Identity(), dvd, "dvd", protocol="all", progress=False)
     # Rounding to 8 bits snaps the +0.3/255 offset back to the identity's output.
     assert quant.per_sequence[name]["psnr"] == pytest.approx(ident.per_sequence[name]["psnr"])
     assert raw.per_sequence[name]["psnr"] != pytest.approx(ident.per_sequence[name]["psnr"])
-    cropped = evaluate_model(IdentityStub(), dvd, "dvd", protocol="all", crop_border=4,
+    cropped = evaluate_model(Identity(), dvd, "dvd", protocol="all", crop_border=4,
                              y_channel=True, progress=False)
     blur = read_image(_files(dvd, name, "input")[0])[None]
     sharp = read_image(_files(dvd, name, "GT")[0])[None]
@@ -227,7 +211,7 @@ def test_scoring_options_and_quantisation(dvd):
     assert first["psnr"] == pytest.approx(psnr(blur, sharp, crop_border=4, y_channel=True).item())
     assert first["ssim"] == pytest.approx(ssim(blur, sharp, crop_border=4, y_channel=True).item())
     with pytest.raises(UserError, match="release"):
-        evaluate_model(IdentityStub(), dvd, "dvd", protocol="release", quantize=False)
+        evaluate_model(Identity(), dvd, "dvd", protocol="release", quantize=False)
 
 
 def test_real_network_runs(dvd):
@@ -243,7 +227,7 @@ def test_real_network_runs(dvd):
 
 def test_saved_outputs_rescore_identically(dvd, tmp_path):
     out = tmp_path / "out"
-    model_result = evaluate_model(IdentityStub(), dvd, "dvd", protocol="release", save_dir=out,
+    model_result = evaluate_model(Identity(), dvd, "dvd", protocol="release", save_dir=out,
                                   progress=False)
     assert sorted(p.name for p in (out / LANDSCAPE[0]).iterdir()) == [
         f"{i:05d}.png" for i in range(4)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import math
 import warnings
 
 import numpy as np
 import pytest
 import torch
+from helpers import psnr
 from torch import nn
 
 from flowdeblur.errors import UserError
@@ -21,11 +21,6 @@ from flowdeblur.inference import (
 )
 from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput
 from flowdeblur.runtime import Runtime
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float((a.double() - b.double()).square().mean())
-    return math.inf if mse == 0 else 10 * math.log10(1 / mse)
 
 
 class PairRecorder(nn.Module):

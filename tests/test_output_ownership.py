@@ -10,15 +10,13 @@ import av
 import numpy as np
 import pytest
 import torch
+from helpers import Identity
 from PIL import Image
-from torch import nn
 
 from flowdeblur.cli import main
-from flowdeblur.cli.deblur import speed
 from flowdeblur.errors import UserError
-from flowdeblur.inference import outputs
-from flowdeblur.inference.deblur import deblur_frames, deblur_video
-from flowdeblur.media import VideoWriter, write_image
+from flowdeblur.inference import deblur_frames, deblur_video, outputs
+from flowdeblur.media import VideoWriter, read_alpha, write_image
 from flowdeblur.media.atomic import TargetLock
 from flowdeblur.media.ownership import (
     MARKER,
@@ -26,25 +24,6 @@ from flowdeblur.media.ownership import (
     foreign_entries,
     tag_image_file,
 )
-from flowdeblur.models import FlowDeblurOutput
-
-
-class Identity(nn.Module):
-    """Returns frame t: the tests are about files, not about the network."""
-
-    in_frames = 2
-    variant = "identity"
-    flownet = None
-
-    def __init__(self, on_forward=None) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-        self.on_forward = on_forward
-
-    def forward(self, frame_t, frame_next=None, frame_prev=None):
-        if self.on_forward is not None:
-            self.on_forward()
-        return FlowDeblurOutput(image=frame_t.clone())
 
 
 def _frames(count: int, seed: int = 0) -> list[torch.Tensor]:
@@ -249,7 +228,7 @@ def test_sixteen_bit_jpeg_is_refused_before_the_network_runs(tmp_path):
 
 
 def test_a_full_disk_is_reported_with_the_output_name(tmp_path, monkeypatch, capsys):
-    def full(path, image, bits=8):
+    def full(path, image, bits=8, alpha=None):
         raise UserError(f"cannot write image {path}: No space left on device") from OSError(
             errno.ENOSPC, "No space left on device")
 
@@ -261,6 +240,35 @@ def test_a_full_disk_is_reported_with_the_output_name(tmp_path, monkeypatch, cap
     assert ".tmp" not in err and not out.exists()
 
 
-def test_slow_rates_read_as_seconds_per_frame():
-    assert speed(12.345) == "12.35 frames/s"
-    assert speed(1 / 250) == "250.00 s/frame"
+# ----------------------------------------------------------------------------- alpha
+
+
+def _rgba_folder(path: Path, count: int = 2) -> list[np.ndarray]:
+    """PNG frames with an alpha channel; returns the alphas."""
+    path.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    alphas = []
+    for i in range(count):
+        rgba = rng.integers(0, 256, (16, 24, 4), dtype=np.uint8)
+        Image.fromarray(rgba, "RGBA").save(path / f"f{i}.png")
+        alphas.append(rgba[..., 3])
+    return alphas
+
+
+def test_an_input_alpha_channel_is_passed_through_unchanged(tmp_path):
+    alphas = _rgba_folder(tmp_path / "a")
+    assert run(tmp_path / "a", "-o", tmp_path / "out") == 0
+    for i, alpha in enumerate(alphas):
+        with Image.open(tmp_path / "out" / f"f{i}.png") as im:
+            assert im.mode == "RGBA"
+            np.testing.assert_array_equal(np.array(im)[..., 3], alpha)
+    assert run(tmp_path / "a" / "f1.png", "-o", tmp_path / "one.tif") == 0
+    np.testing.assert_array_equal(read_alpha(tmp_path / "one.tif"), alphas[1])
+
+
+def test_an_alpha_channel_an_output_cannot_hold_is_dropped_with_a_warning(tmp_path, capsys):
+    _rgba_folder(tmp_path / "a")
+    assert run(tmp_path / "a", "-o", tmp_path / "out.mp4") == 0
+    assert "alpha channel, which a video cannot hold" in capsys.readouterr().err
+    assert run(tmp_path / "a" / "f0.png", "-o", tmp_path / "one.jpg") == 0
+    assert "a .jpg file cannot hold" in capsys.readouterr().err

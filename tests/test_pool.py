@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_train import tiny
+from helpers import tiny_config
 
 from flowdeblur.data.pool import ScenePool, _transform
 from flowdeblur.data.synthetic import SceneConfig, SyntheticScenes
@@ -77,9 +77,9 @@ def test_pool_rejects_a_crop_larger_than_the_scenes():
 def test_training_with_a_pool_resumes_exactly(tmp_path):
     overrides = ["data.synthetic_pool=5", "data.scene_size=80", "steps=4",
                  "log.checkpoint_every=2"]
-    reference = T.train(tiny(tmp_path, *overrides, run="reference"))
-    config = tiny(tmp_path, *overrides, "steps=2", run="split")
+    reference = T.train(tiny_config(tmp_path / "reference", *overrides))
+    config = tiny_config(tmp_path / "split", *overrides, "steps=2")
     T.train(config)
-    resumed = T.train(tiny(tmp_path, *overrides, run="split"), resume=True)
+    resumed = T.train(tiny_config(tmp_path / "split", *overrides), resume=True)
     assert resumed["final_step"] == 4
     assert resumed["last_loss"] == pytest.approx(reference["last_loss"], rel=1e-5)

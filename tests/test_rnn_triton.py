@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import random_gates
+from helpers import random_gates
 
 pytest.importorskip("triton")
 
@@ -42,11 +42,8 @@ interpreter_only = pytest.mark.skipif(
     reason="needs kernels built under TRITON_INTERPRET=1; run by "
     "test_interpreter_suite_in_subprocess",
 )
-def gpu_only(test):
-    """A test of the compiled kernels: marked gpu (skipped without CUDA by tests/conftest.py)
-    and skipped under the interpreter."""
-    interpreted = pytest.mark.skipif(INTERPRETED, reason="needs compiled kernels")
-    return pytest.mark.gpu(interpreted(test))
+# With @pytest.mark.gpu: a test of the compiled kernels, not of the interpreter.
+compiled_only = pytest.mark.skipif(INTERPRETED, reason="needs compiled kernels")
 
 # Largest allowed max|got - ref| / max(1, max|ref|), ref in float64 from the same rounded
 # inputs. bf16: the interpreter truncates fp32 -> bf16 (the GPU rounds to nearest), so its
@@ -322,7 +319,8 @@ def test_triton_op_traces_into_kernels(caplog):
 # ---------------------------------------------------------------------------- GPU
 
 
-@gpu_only
+@pytest.mark.gpu
+@compiled_only
 @pytest.mark.parametrize(
     "shape,dtype",
     [
@@ -341,7 +339,8 @@ def test_gpu_real_sizes(shape, dtype):
     assert_all_match(got, ref, dtype)
 
 
-@gpu_only
+@pytest.mark.gpu
+@compiled_only
 def test_gpu_float64_gradcheck_and_opcheck():
     x, g, dh = make_inputs((2, 3, 7, 11), torch.float64, seed=11, device="cuda")
     assert torch.autograd.gradcheck(
@@ -352,7 +351,8 @@ def test_gpu_float64_gradcheck_and_opcheck():
     torch.library.opcheck(rnn_triton._spatial_rnn_backward_op, (dh, x.detach(), g.detach(), out))
 
 
-@gpu_only
+@pytest.mark.gpu
+@compiled_only
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gpu_inductor_fullgraph(dtype):
     x, g, _ = make_inputs((2, 6, 37, 70), dtype, seed=12, device="cuda")
@@ -368,6 +368,7 @@ def test_gpu_inductor_fullgraph(dtype):
         torch.testing.assert_close(a, b)
 
 
-@gpu_only
+@pytest.mark.gpu
+@compiled_only
 def test_gpu_auto_backend_is_triton():
     assert resolve_backend("auto", "cuda") == "triton"

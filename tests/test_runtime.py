@@ -16,9 +16,6 @@ from flowdeblur.models import FlowDeblurNet, FlowDeblurOutput, SpatialRNN
 from flowdeblur.runtime import Runtime
 from flowdeblur.runtime import device as device_rules
 from flowdeblur.runtime.fastpath import prepare_for_inference
-from flowdeblur.weights import save_weights
-
-cuda = pytest.mark.gpu  # skipped without CUDA by tests/conftest.py
 
 SIZE = (40, 72)  # not a multiple of 64: the network pads and crops
 
@@ -32,13 +29,7 @@ def _rnn_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.modules() if isinstance(m, (SpatialRNN, StandInRNN))]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Tiny tensors: with the 2 cores shared, OpenMP threads mostly wait on each other.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -171,10 +162,7 @@ def test_deblur_and_bench_go_through_the_same_runtime(prepared, tmp_path, capsys
 
 
 def test_deblur_command_defaults_to_bf16_only_on_native_bf16_cpus(monkeypatch, tmp_path,
-                                                                 prepared, capsys):
-    torch.manual_seed(0)
-    weights = tmp_path / "w.safetensors"
-    save_weights(FlowDeblurNet("full"), weights)
+                                                                 prepared, capsys, weights):
     folder = tmp_path / "frames"
     for i, frame in enumerate(_frames(n=1, size=(32, 48))):
         write_image(folder / f"{i}.png", frame[0])
@@ -330,12 +318,18 @@ def test_cuda_without_cuda_is_a_user_error(model):
         prepare_for_inference(model, device="cuda")
 
 
-@pytest.mark.slow
-def test_compiled_cpu_forward_matches_eager():
+def _fresh_net_for_compile() -> tuple[FlowDeblurNet, list[torch.Tensor]]:
+    """A seeded network, 32x64 frames for it, and no compiled graphs left from other tests."""
     torch.manual_seed(0)
     net = FlowDeblurNet("full", rnn_backend="torch").eval()
     frames = _frames(size=(32, 64))
     torch._dynamo.reset()
+    return net, frames
+
+
+@pytest.mark.slow
+def test_compiled_cpu_forward_matches_eager():
+    net, frames = _fresh_net_for_compile()
     with use_standin_rnn(net):  # keeps the compile short: no per-row loop to unroll
         expected = _forward(net, frames).image
         fast = prepare_for_inference(net, device="cpu", precision="fp32", compile="default")
@@ -344,10 +338,7 @@ def test_compiled_cpu_forward_matches_eager():
 
 @pytest.mark.slow
 def test_runtime_compile_mode_returns_the_full_output():
-    torch.manual_seed(0)
-    net = FlowDeblurNet("full", rnn_backend="torch").eval()
-    frames = _frames(size=(32, 64))
-    torch._dynamo.reset()
+    net, frames = _fresh_net_for_compile()
     with use_standin_rnn(net):  # keeps the compile short: no per-row loop to unroll
         expected = _forward(net, frames)
         fast = Runtime.resolve("cpu", "fp32", "compile").prepare(net)
@@ -366,7 +357,7 @@ def cuda_model() -> FlowDeblurNet:
     return FlowDeblurNet("full", rnn_backend="auto").eval()
 
 
-@cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_matches_cpu_reference(cuda_model, precision):
     frames = _frames(size=(64, 128))
@@ -378,7 +369,7 @@ def test_cuda_matches_cpu_reference(cuda_model, precision):
     assert (out.cpu() - ref).abs().max().item() < tol
 
 
-@cuda
+@pytest.mark.gpu
 def test_cuda_forward_has_no_host_sync(cuda_model):
     fast = prepare_for_inference(cuda_model, device="cuda", precision="bf16",
                                  example_size=(64, 128))
@@ -392,7 +383,7 @@ def test_cuda_forward_has_no_host_sync(cuda_model):
     torch.cuda.synchronize()
 
 
-@cuda
+@pytest.mark.gpu
 def test_cuda_graph_replay_matches_eager_and_keeps_old_outputs(cuda_model):
     eager = prepare_for_inference(cuda_model, device="cuda", precision="bf16")
     graph = prepare_for_inference(cuda_model, device="cuda", precision="bf16", cuda_graph=True,
@@ -406,7 +397,7 @@ def test_cuda_graph_replay_matches_eager_and_keeps_old_outputs(cuda_model):
     assert not torch.equal(out_a, out_b)
 
 
-@cuda
+@pytest.mark.gpu
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
 def test_cuda_compiled_matches_eager(cuda_model, mode):
@@ -421,7 +412,7 @@ def test_cuda_compiled_matches_eager(cuda_model, mode):
     torch.testing.assert_close(out_b, eager(*b), rtol=0, atol=3e-2)
 
 
-@cuda
+@pytest.mark.gpu
 def test_cuda_deblur_runs_one_cuda_graph_for_its_frame_shape(cuda_model, prepared):
     runtime = Runtime.resolve("cuda")
     assert (runtime.mode, runtime.precision, runtime.channels_last) == ("graph", "bf16", True)
@@ -438,11 +429,8 @@ def test_cuda_deblur_runs_one_cuda_graph_for_its_frame_shape(cuda_model, prepare
         torch.testing.assert_close(a, b, rtol=0, atol=2e-2)
 
 
-@cuda
-def test_cuda_deblur_command_reports_the_graph_runtime(tmp_path, capsys):
-    torch.manual_seed(0)
-    weights = tmp_path / "w.safetensors"
-    save_weights(FlowDeblurNet("full"), weights)
+@pytest.mark.gpu
+def test_cuda_deblur_command_reports_the_graph_runtime(tmp_path, capsys, weights):
     folder = tmp_path / "frames"
     for i, frame in enumerate(_frames(n=1, size=(64, 96))):
         write_image(folder / f"{i}.png", frame[0])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import random_gates
+from helpers import random_gates
 
 from flowdeblur.ops import BACKENDS, resolve_backend, spatial_rnn
 from flowdeblur.ops.rnn_reference import DIRECTIONS, scan_reference

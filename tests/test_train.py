@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, tiny_config
 
 from flowdeblur.errors import UserError
 from flowdeblur.models import FlowDeblurNet
@@ -29,23 +30,15 @@ from flowdeblur.training.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from flowdeblur.training.config import load_config
 from flowdeblur.training.objective import StepLoss
 from flowdeblur.training.run_log import log_images
 from flowdeblur.training.schedule import learning_rate
 from flowdeblur.training.setup import load_init_weights
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def tiny(tmp_path: Path, *overrides: str, run: str = "run"):
-    """A few CPU steps at 64x64, batch 2, no progress bar or TensorBoard."""
-    base = [f"run_dir={tmp_path / run}", "device=cpu", "steps=6", "seed=3",
-            "model.variant=no_rnn", "model.rnn_backend=torch", "data.crop_size=64",
-            "data.batch_size=2", "data.num_workers=0", "log.progress=false",
-            "log.tensorboard=false", "log.checkpoint_every=3",
-            "data.synthetic={max_camera_motion: 4.0, max_object_motion: 4.0}"]
-    return load_config(None, base + list(overrides))
+    """Six CPU steps, a checkpoint every three (helpers.tiny_config)."""
+    return tiny_config(tmp_path / run, *overrides, steps=6, checkpoint_every=3)
 
 
 def losses(run_dir: Path) -> list[dict]:
@@ -227,18 +220,30 @@ def default_sigint():
     signal.signal(signal.SIGINT, before)
 
 
-def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch, default_sigint):
+@pytest.fixture
+def sigint_at(monkeypatch, default_sigint):
+    """``sigint_at(batch, times=1)``: the process sends itself SIGINT ``times`` times when
+    training asks for its ``batch``-th batch."""
+
+    def arm(batch: int, times: int = 1) -> None:
+        fast_next = TrainingBatches.next
+        calls = []
+
+        def next_then_interrupt(self):
+            calls.append(1)
+            if len(calls) == batch:
+                for _ in range(times):
+                    os.kill(os.getpid(), signal.SIGINT)
+            return fast_next(self)
+
+        monkeypatch.setattr(TrainingBatches, "next", next_then_interrupt)
+
+    return arm
+
+
+def test_sigint_in_process_saves_checkpoint(tmp_path, sigint_at):
     config = tiny(tmp_path, "steps=6", "log.checkpoint_every=100")
-    fast_next = TrainingBatches.next
-    calls = []
-
-    def next_then_interrupt(self):
-        calls.append(1)
-        if len(calls) == 3:
-            os.kill(os.getpid(), signal.SIGINT)  # handled: the step finishes, then it saves
-        return fast_next(self)
-
-    monkeypatch.setattr(TrainingBatches, "next", next_then_interrupt)
+    sigint_at(3)  # handled: the step finishes, then it saves
     result = T.train(config)
     assert result["interrupted"] == "SIGINT" and result["final_step"] == 3
     assert latest_checkpoint(config.run_dir) == checkpoint_path(config.run_dir, 3)
@@ -247,19 +252,9 @@ def test_sigint_in_process_saves_checkpoint(tmp_path, monkeypatch, default_sigin
     assert T.train(config, resume=True)["final_step"] == 6
 
 
-def test_second_sigint_stops_at_once(tmp_path, monkeypatch, default_sigint):
+def test_second_sigint_stops_at_once(tmp_path, sigint_at):
     config = tiny(tmp_path, "steps=6", "log.checkpoint_every=100")
-    fast_next = TrainingBatches.next
-    calls = []
-
-    def next_then_interrupt_twice(self):
-        calls.append(1)
-        if len(calls) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)
-        return fast_next(self)
-
-    monkeypatch.setattr(TrainingBatches, "next", next_then_interrupt_twice)
+    sigint_at(2, times=2)
     with pytest.raises(KeyboardInterrupt):
         T.train(config)
     assert list_checkpoints(config.run_dir) == []  # nothing saved, nothing half-written

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import ROOT, tiny_config
 
 from flowdeblur.errors import UserError
 from flowdeblur.training import loop as T
@@ -18,19 +19,13 @@ from flowdeblur.training.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
 )
-from flowdeblur.training.config import load_config
 from flowdeblur.training.losses import CHARBONNIER_EPS, image_error
 from flowdeblur.weights import read_weights
 
 
 def tiny(tmp_path: Path, *overrides: str, run: str = "run"):
-    """A few CPU steps at 64x64, batch 2, on the smallest variant."""
-    base = [f"run_dir={tmp_path / run}", "device=cpu", "steps=4", "seed=3",
-            "model.variant=no_rnn", "model.rnn_backend=torch", "data.crop_size=64",
-            "data.batch_size=2", "data.num_workers=0", "log.progress=false",
-            "log.tensorboard=false", "log.checkpoint_every=2",
-            "data.synthetic={max_camera_motion: 4.0, max_object_motion: 4.0}"]
-    return load_config(None, base + list(overrides))
+    """Four CPU steps, a checkpoint every two (helpers.tiny_config)."""
+    return tiny_config(tmp_path / run, *overrides, steps=4, checkpoint_every=2)
 
 
 def test_image_losses_follow_their_formulas():
@@ -122,8 +117,7 @@ def test_finetune_config_runs_two_steps_on_the_cpu(tmp_path):
     from flowdeblur.cli import main
 
     out = tmp_path / "OUT" / "weights.safetensors"
-    root = Path(__file__).resolve().parents[1]
-    rc = main(["train", "--config", str(root / "configs" / "finetune.yaml"),
+    rc = main(["train", "--config", str(ROOT / "configs" / "finetune.yaml"),
                f"run_dir={tmp_path / 'run'}", f"export_path={out}", "device=cpu", "steps=2",
                "data.batch_size=2", "data.crop_size=64", "model.rnn_backend=torch"])
     assert rc == 0

@@ -11,29 +11,13 @@ import av
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from helpers import Identity
 
-from flowdeblur.inference.deblur import deblur_video
+from flowdeblur.inference import deblur_video
 from flowdeblur.media import ColourTags, VideoReader, VideoWriter
-from flowdeblur.models import FlowDeblurOutput
 
 needs_x265 = pytest.mark.skipif("libx265" not in av.codecs_available,
                                 reason="this PyAV build has no libx265")
-
-
-class Identity(nn.Module):
-    """A 'deblurrer' that returns frame t unchanged: isolates what the file path does."""
-
-    in_frames = 2
-    variant = "identity"
-    flownet = None
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(1))
-
-    def forward(self, frame_t, frame_next=None, frame_prev=None):
-        return FlowDeblurOutput(image=frame_t.clone())
 
 
 def smooth(n: int, h: int = 48, w: int = 64) -> list[torch.Tensor]:

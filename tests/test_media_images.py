@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
+from helpers import no_temp_files
 from PIL import Image
 
 from flowdeblur.errors import UserError
@@ -15,10 +14,6 @@ from flowdeblur.media import list_images, natural_key, read_image, write_image
 
 def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
-
-
-def _no_temp_files(folder: Path) -> bool:
-    return not [p for p in folder.iterdir() if p.name.startswith(".")]
 
 
 def test_natural_order_and_hidden_files(tmp_path):
@@ -75,7 +70,7 @@ def test_16bit_rgb_png_round_trip(tmp_path):
         assert im.size == (7, 5)
     back = read_image(tmp_path / "c16.png")
     assert torch.allclose(back, image, atol=1e-6)
-    assert _no_temp_files(tmp_path)
+    assert no_temp_files(tmp_path)
 
 
 def test_tiffs(tmp_path):
@@ -122,7 +117,7 @@ def test_8bit_round_trip_and_clipping(tmp_path):
     expected = torch.nan_to_num(image, nan=0.0).clamp(0, 1)
     assert (back - expected).abs().max() <= 0.5 / 255 + 1e-6
     assert back[0, 0, 0] == 0
-    assert _no_temp_files(tmp_path / "out")
+    assert no_temp_files(tmp_path / "out")
 
 
 def test_write_image_errors(tmp_path):

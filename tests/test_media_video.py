@@ -9,6 +9,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from helpers import no_temp_files
 
 from flowdeblur.errors import UserError
 from flowdeblur.media import (
@@ -40,10 +41,6 @@ def _smooth_frames(n: int, h: int, w: int) -> list[torch.Tensor]:
     return out
 
 
-def _no_temp_files(folder: Path) -> bool:
-    return not [p for p in folder.iterdir() if p.name.startswith(".")]
-
-
 def test_rotate_for_display():
     x = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     assert rotate_for_display(x, 90).tolist() == [[3.0, 6.0], [2.0, 5.0], [1.0, 4.0]]
@@ -59,7 +56,7 @@ def test_video_round_trip_fps_size_count(tmp_path):
         for f in frames:
             w.write(f)
     assert not w.padded
-    assert _no_temp_files(tmp_path)
+    assert no_temp_files(tmp_path)
     with VideoReader(path) as r:
         assert r.info.fps == fps
         assert (r.info.height, r.info.width) == (26, 34)

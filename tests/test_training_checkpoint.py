@@ -1,47 +1,54 @@
-"""Training under hostile or careless input: refused checkpoints and rotation, unverified
-checkpoints, malformed checkpoints, non-finite weights, a full disk, an unwritable export path
-and a hand-edited config.yaml on --resume."""
+"""training/checkpoint.py: checkpoints never run code, carry a checksum and are verified
+before use; resuming and rotation skip a refused one (damaged, unsafe, unverified, malformed,
+non-finite); a full disk and an unwritable export path are one-line errors."""
 
 from __future__ import annotations
 
 import errno
+import os
 import shutil
-import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import tiny_config
 
 from flowdeblur.cli import main
 from flowdeblur.errors import UserError
+from flowdeblur.media import write_image
 from flowdeblur.training import loop as T
 from flowdeblur.training.checkpoint import (
+    CorruptCheckpoint,
     TrainingDiverged,
+    UnverifiedCheckpoint,
     checkpoint_path,
     checksum_path,
+    latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
     newest_usable_checkpoint,
     prune_checkpoints,
     save_checkpoint,
 )
-from flowdeblur.training.config import load_config
 from flowdeblur.training.objective import StepLoss
 
 
-def tiny(run: Path, *overrides: str):
-    base = [f"run_dir={run}", "device=cpu", "steps=2", "seed=3", "model.variant=no_rnn",
-            "model.rnn_backend=torch", "data.crop_size=64", "data.batch_size=2",
-            "data.num_workers=0", "log.progress=false", "log.tensorboard=false",
-            "log.checkpoint_every=1"]
-    return load_config(None, base + list(overrides))
+def tiny(tmp_path: Path, *overrides: str, run: str = "run"):
+    """Two CPU steps, a checkpoint at each (helpers.tiny_config)."""
+    return tiny_config(tmp_path / run, *overrides)
+
+
+def tiny_at(run: Path, *overrides: str):
+    """The same steps in the run folder ``run``, at the synthetic data's default motion."""
+    return tiny_config(run, *overrides, small_motion=False)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """A two-step run keeping both checkpoints (steps 1 and 2); copy it before changing it."""
     run = tmp_path_factory.mktemp("trained") / "run"
-    T.train(tiny(run, "log.keep_checkpoints=2"))
+    T.train(tiny_at(run, "log.keep_checkpoints=2"))
     return run
 
 
@@ -61,6 +68,97 @@ class _Payload:
 
     def __reduce__(self):
         return (Path.touch, (self.marker,))
+
+
+# -- unsafe, damaged and unverified checkpoints
+
+
+def test_a_pickled_object_in_a_checkpoint_is_refused_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    run = tmp_path / "run"
+    T.train(tiny(tmp_path))
+    real = load_checkpoint(latest_checkpoint(run))
+    # a real checkpoint with one extra object inside, saved with a valid checksum
+    poisoned = run / "checkpoints" / "step_00000009.pt"
+    save_checkpoint(poisoned, {**real, "extra": _Payload(marker)})
+    with pytest.raises(CorruptCheckpoint, match="unsafe"):
+        load_checkpoint(poisoned)
+    # and a bare malicious file with no checksum: refused unread, and unsafe when accepted
+    bare = tmp_path / "bare.pt"
+    torch.save({"format": "flowdeblur-checkpoint", "x": _Payload(marker)}, bare)
+    with pytest.raises(UnverifiedCheckpoint, match="no checksum"):
+        load_checkpoint(bare)
+    with pytest.warns(UserWarning, match="no checksum"), pytest.raises(UserError):
+        load_checkpoint(bare, accept_unverified=True)
+    # resuming skips the poisoned newest checkpoint for the intact one before it
+    with pytest.warns(UserWarning, match="skipping"):
+        result = T.train(tiny(tmp_path, "steps=3"), resume=True)
+    assert result["final_step"] == 3
+    assert not marker.exists()
+
+
+def _folders_dataset(root: Path) -> Path:
+    g = torch.Generator().manual_seed(1)
+    for seq in ("a", "b"):
+        for i in range(3):
+            for kind in ("blur", "sharp"):
+                write_image(root / "train" / kind / seq / f"{i:03d}.png",
+                            torch.rand(3, 72, 90, generator=g))
+    return root
+
+
+@pytest.mark.parametrize("kind", ["synthetic", "pool", "flow_stage", "real", "mix",
+                                  "ema_degrade"])
+def test_every_kind_of_checkpoint_loads_with_the_safe_loader(tmp_path, kind):
+    data = _folders_dataset(tmp_path / "data") if kind in ("real", "mix") else None
+    overrides = {
+        "synthetic": [],
+        "pool": ["data.synthetic_pool=4"],
+        "flow_stage": ["stage=flow", "model.variant=full"],
+        "real": ["data.source=real", f"data.real_root={data}", "data.real_layout=folders"],
+        "mix": ["data.source=mix", f"data.real_root={data}", "data.real_layout=folders"],
+        "ema_degrade": ["ema_decay=0.9", "data.degrade={noise_probability: 1.0}"],
+    }[kind]
+    config = tiny(tmp_path, *overrides)
+    T.train(config)
+    path = latest_checkpoint(config.run_dir)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # raises if unsafe
+    assert state["step"] == 2
+    assert checksum_path(path).is_file()
+
+
+def test_a_damaged_checkpoint_is_refused_and_resume_uses_the_newest_intact_one(tmp_path):
+    config = tiny(tmp_path, "steps=2", "log.keep_checkpoints=2")
+    T.train(config)
+    first, newest = [c.path for c in list_checkpoints(config.run_dir)]
+    size = newest.stat().st_size
+    with open(newest, "r+b") as f:  # 4 KB overwritten inside, size kept
+        f.seek(size // 2)
+        f.write(os.urandom(4096))
+    assert newest.stat().st_size == size
+    with pytest.raises(CorruptCheckpoint, match="SHA-256"):
+        load_checkpoint(newest)
+    assert first.is_file()
+    with pytest.warns(UserWarning, match=f"skipping {newest}"):
+        result = T.train(tiny(tmp_path, "steps=3", "log.keep_checkpoints=2"), resume=True)
+    assert result["final_step"] == 3  # continued from step 1, the intact checkpoint
+    assert load_checkpoint(latest_checkpoint(config.run_dir))["step"] == 3
+
+
+def test_a_checkpoint_without_checksum_loads_only_when_accepted(tmp_path):
+    config = tiny(tmp_path, "steps=1")
+    T.train(config)
+    path = latest_checkpoint(config.run_dir)
+    checksum_path(path).unlink()
+    with pytest.raises(UnverifiedCheckpoint, match="--accept-unverified"):
+        load_checkpoint(path)
+    with pytest.warns(UserWarning, match="no checksum"):
+        assert load_checkpoint(path, accept_unverified=True)["step"] == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checksum_path(path).write_text("0" * 64 + "\n")
+        with pytest.raises(CorruptCheckpoint):
+            load_checkpoint(path)
 
 
 def _bad_checkpoint(run: Path, kind: str, step: int = 9) -> Path:
@@ -85,7 +183,7 @@ def _bad_checkpoint(run: Path, kind: str, step: int = 9) -> Path:
     return target
 
 
-# -- fault 3: rotation counts only usable checkpoints and never deletes a refused one
+# -- rotation counts only usable checkpoints and never deletes a refused one
 
 @pytest.mark.parametrize("kind", ["corrupt", "unsafe", "unverified", "malformed", "nan"])
 def test_rotation_keeps_intact_checkpoints_beside_a_refused_newer_one(trained, tmp_path, kind):
@@ -93,7 +191,7 @@ def test_rotation_keeps_intact_checkpoints_beside_a_refused_newer_one(trained, t
     bad = _bad_checkpoint(run, kind)
     before = bad.read_bytes()
     with pytest.warns(UserWarning, match=f"skipping {bad}"):
-        result = T.train(tiny(run, "steps=4", "log.keep_checkpoints=1"), resume=True)
+        result = T.train(tiny_at(run, "steps=4", "log.keep_checkpoints=1"), resume=True)
     assert result["final_step"] == 4
     assert [s for s, _ in list_checkpoints(run)] == [4, 9]  # the refused one stays, uncounted
     assert load_checkpoint(checkpoint_path(run, 4))["step"] == 4
@@ -222,7 +320,7 @@ def test_nan_weights_are_not_saved_nor_called_the_last_good_checkpoint(tmp_path,
     run = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match=r"weights became NaN or infinite at step 2"
                                                 r".*last good checkpoint is .*step_00000001"):
-        T.train(tiny(run, "steps=3"))
+        T.train(tiny_at(run, "steps=3"))
     assert [s for s, _ in list_checkpoints(run)] == [1]
 
 
@@ -238,7 +336,7 @@ def test_a_nan_checkpoint_on_disk_is_not_the_last_good_one(trained, tmp_path, mo
     monkeypatch.setattr(T, "compute_loss", nan_loss)
     with pytest.warns(UserWarning, match="not finite"), \
             pytest.raises(TrainingDiverged, match=r"last good checkpoint is .*step_00000002"):
-        T.train(tiny(run, "steps=5"), resume=True)
+        T.train(tiny_at(run, "steps=5"), resume=True)
 
 
 # -- a full disk while a checkpoint is written
@@ -289,49 +387,9 @@ def test_unwritable_export_path_is_refused_before_training(tmp_path, capsys, whe
     assert not run.exists()  # nothing trained, nothing written
 
 
-# -- fault 9: a hand-edited config.yaml on --resume
-
-def _cli_run(tmp_path: Path) -> tuple[Path, list[str]]:
-    config = tmp_path / "tiny.yaml"
-    config.write_text(textwrap.dedent("""\
-        device: cpu
-        steps: 2
-        model: {variant: no_rnn, rnn_backend: torch}
-        data: {crop_size: 64, batch_size: 2, num_workers: 0}
-        optim: {lr: 0.001}
-        log: {progress: false, tensorboard: false, checkpoint_every: 1}
-    """))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(config), f"run_dir={run}"]) == 0
-    return run, ["train", "--resume", "--run-dir", str(run)]
-
-
-def test_a_hand_edited_config_yaml_is_refused_on_resume_by_name(tmp_path, capsys):
-    run, resume = _cli_run(tmp_path)
-    saved = run / "config.yaml"
-    saved.write_text(saved.read_text().replace("lr: 0.001", "lr: 0.5"))
-    capsys.readouterr()
-    assert main([*resume, "steps=3"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "optim.lr" in err and "--adopt-config" in err
-    assert " in optim.lr (" in err  # steps, given, is not refused
-    assert [s for s, _ in list_checkpoints(run)] == [1, 2]
-    # given as an override, the change is the user's own
-    assert main([*resume, "steps=3", "optim.lr=0.5"]) == 0
-    assert load_checkpoint(checkpoint_path(run, 3))["config"]["optim"]["lr"] == 0.5
-
-
-def test_adopt_config_accepts_a_hand_edited_config_yaml(tmp_path, capsys):
-    run, resume = _cli_run(tmp_path)
-    saved = run / "config.yaml"
-    saved.write_text(saved.read_text().replace("lr: 0.001", "lr: 0.0005"))
-    assert main([*resume, "--adopt-config", "steps=3"]) == 0
-    assert load_checkpoint(checkpoint_path(run, 3))["config"]["optim"]["lr"] == 0.0005
-
-
 def test_python_api_resume_is_not_compared(trained, tmp_path):
     run = copy_run(trained, tmp_path)
     # train() without overrides takes the config it is given (the caller's own)
-    assert T.train(tiny(run, "steps=3", "optim.lr=0.5"), resume=True)["final_step"] == 3
+    assert T.train(tiny_at(run, "steps=3", "optim.lr=0.5"), resume=True)["final_step"] == 3
     with pytest.raises(UserError, match="optim.lr"):
-        T.train(tiny(run, "steps=4", "optim.lr=0.1"), resume=True, overrides=["steps"])
+        T.train(tiny_at(run, "steps=4", "optim.lr=0.1"), resume=True, overrides=["steps"])
