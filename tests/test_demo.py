@@ -81,7 +81,7 @@ def test_demo_without_shipped_weights_says_to_pass_weights(tmp_path):
 
 @pytest.mark.slow
 def test_default_demo_runs(tmp_path, weights, capsys):
-    # The default clip (8 frames of 256 x 384): the size the README's timing refers to.
+    # The default clip (8 frames of 256 x 384), as `flowdeblur demo` runs it.
     assert main(["demo", "--weights", str(weights), "--out", str(tmp_path / "d"),
                  "--no-progress"]) == 0
     assert "deblurred" in capsys.readouterr().out

@@ -245,7 +245,7 @@ def test_cache_falls_back_when_no_directory_is_writable(monkeypatch, tmp_path):
     monkeypatch.setattr(config, "CACHE_LOCATOR_CLASSES", "UserProvidedCacheLocator")
     monkeypatch.setattr(config, "CACHE_DIR", "")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    kernel = rnn_cpu._jit(_tiny_kernel)
+    kernel = rnn_cpu.cached_jit(_tiny_kernel)
     assert kernel(torch.arange(5.0).numpy()) == 10.0
     assert config.CACHE_DIR == ""  # restored after decoration
     assert list(tmp_path.rglob("*_tiny_kernel*.nbi"))  # cached in the private temp dir
@@ -255,5 +255,5 @@ def test_cache_falls_back_when_no_directory_is_writable(monkeypatch, tmp_path):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "file" / "sub"))
     monkeypatch.setattr(rnn_cpu, "_warned_no_cache", False)
     with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
-        kernel = rnn_cpu._jit(_tiny_kernel)
+        kernel = rnn_cpu.cached_jit(_tiny_kernel)
     assert kernel(torch.arange(4.0).numpy()) == 6.0

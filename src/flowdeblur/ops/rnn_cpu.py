@@ -77,7 +77,7 @@ def _private_cache_dir() -> str | None:
     return path
 
 
-def _jit(fn: Callable | None = None, **options) -> Callable:
+def cached_jit(fn: Callable | None = None, **options) -> Callable:
     """``numba.njit(cache=True)`` that never fails for want of a writable cache directory.
 
     numba caches next to the module, else in ``NUMBA_CACHE_DIR`` / the user cache dir, and
@@ -85,8 +85,8 @@ def _jit(fn: Callable | None = None, **options) -> Callable:
     point it at a private temp dir for this function only, and as a last resort compile
     without a disk cache.
     """
-    if fn is None:  # used as @_jit(option=...)
-        return lambda f: _jit(f, **options)
+    if fn is None:  # used as @cached_jit(option=...)
+        return lambda f: cached_jit(f, **options)
     if numba is None:
         return fn
     options = {**_JIT_OPTIONS, **options}
@@ -129,7 +129,7 @@ class _Kernel:
 
     def __init__(self, fn: Callable) -> None:
         self.py_func = fn
-        self.parallel = _jit(fn)
+        self.parallel = cached_jit(fn)
         self._serial: Callable | None = None
 
     def serial(self) -> Callable:
@@ -137,7 +137,7 @@ class _Kernel:
             fn = self.py_func
             twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial")
             twin.__qualname__ = fn.__qualname__ + "_serial"
-            self._serial = _jit(twin, parallel=False)
+            self._serial = cached_jit(twin, parallel=False)
         return self._serial
 
     def __call__(self, *args) -> None:
@@ -195,7 +195,7 @@ def _rows_forward(x, w, h, base, one):
             hb[j] = carry
 
 
-@_jit(parallel=False)
+@cached_jit(parallel=False)
 def _column_step(x_row, w_row, prev_row, out_row, one):
     # One vectorisable step of a vertical scan over a strip of columns.
     for j in range(out_row.shape[0]):
@@ -267,7 +267,7 @@ def _rows_backward(x, w, h, grad_h, grad_x, grad_w, base, one):
             carry = wb[j] * g
 
 
-@_jit(parallel=False)
+@cached_jit(parallel=False)
 def _column_step_backward(x_row, w_row, prev_row, g_row, dx_row, dw_row, carry, one):
     # One vectorisable step of a vertical backward scan; ``carry`` holds w[i+1] g[i+1].
     for j in range(carry.shape[0]):

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 # The one numba cache rule of the package (with its fallbacks) lives with the RNN kernels.
-from ...ops.rnn_cpu import _jit
+from ...ops.rnn_cpu import cached_jit
 
 
 def _render_rows_py(atlas, rows, tile, tint, shape, out):
@@ -97,7 +97,7 @@ def _render_rows_py(atlas, rows, tile, tint, shape, out):
             out[b, 2, int(y), xi] = acc2 / n_sub
 
 
-_render_rows = _jit(_render_rows_py)  # parallel, nogil, no fastmath, cached
+_render_rows = cached_jit(_render_rows_py)  # parallel, nogil, no fastmath, cached
 
 
 def render_linear(atlas: torch.Tensor, rows: torch.Tensor, tile: torch.Tensor,
