@@ -48,6 +48,9 @@ SETTINGS = {
     "crf 4, yuv444p": {"crf": 4, "pix_fmt": "yuv444p"},
     "crf 2, yuv444p": {"crf": 2, "pix_fmt": "yuv444p"},
     "crf 0, yuv444p": {"crf": 0, "pix_fmt": "yuv444p"},
+    "crf 6, yuv444p10le": {"crf": 6, "pix_fmt": "yuv444p10le"},
+    "crf 2, yuv444p10le": {"crf": 2, "pix_fmt": "yuv444p10le"},
+    "crf 0, yuv444p10le": {"crf": 0, "pix_fmt": "yuv444p10le"},
     "lossless RGB (libx264rgb crf 0)": {"crf": 0, "codec": "libx264rgb"},
 }
 
