@@ -402,12 +402,6 @@ def check_output_path(output: PathLike, inputs: Sequence[PathLike], what: str = 
             )
 
 
-def is_our_folder_output(path: Path) -> bool:
-    """Whether ``path`` is a folder that ``flowdeblur deblur`` wrote and nothing has been added
-    to since (its :data:`MARKER` lists every file in it)."""
-    return path.is_dir() and foreign_entries(path) == []
-
-
 def check_free(path: Path, overwrite: bool, what: str, *, folder: bool,
                meanwhile: bool = False) -> None:
     """UserError unless an output (a folder of pictures if ``folder``, else one file) may be
