@@ -147,3 +147,18 @@ def import_reference(name: str) -> ModuleType:
     if str(REFERENCES) not in sys.path:
         sys.path.insert(0, str(REFERENCES))
     return importlib.import_module(name)
+
+
+# ----------------------------------------------------------------------------- optional parts
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional dependency, or skip the calling test module without it. CI installs
+    every extra the slow suite needs, so under ``CI=true`` a missing one fails instead."""
+    import os
+
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
