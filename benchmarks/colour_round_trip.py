@@ -33,7 +33,6 @@ from skimage import data
 
 from flowdeblur.inference import deblur_video
 from flowdeblur.media import ColourTags, VideoReader, VideoWriter
-from flowdeblur.media.video_writer import DEFAULT_CHROMA, DEFAULT_CRF
 from flowdeblur.models import FlowDeblurOutput
 
 
@@ -189,8 +188,7 @@ def deblur_table(work: Path) -> None:
     for name, src in deblur_cases(work).items():
         stored, colour, streams = _describe(src)
         print(f"| {name} | input | {stored} | {colour} | {streams} | | | |")
-        for label, kwargs, suffix in ((f"default (crf {DEFAULT_CRF}, {DEFAULT_CHROMA})", {},
-                                       ".mp4"),
+        for label, kwargs, suffix in (("default", {}, ".mp4"),
                                       ("--lossless", {"lossless": True}, ".mkv")):
             out = work / f"out-{src.stem}{suffix}"
             with warnings.catch_warnings(record=True) as caught:

@@ -126,7 +126,7 @@ def test_odd_size_is_kept_in_444_padded_in_420_with_a_warning_or_kept_losslessly
     assert deblur(src_dir, "-o", tmp_path / "exact.mp4", weights=weights) == 0
     assert "padded" not in capsys.readouterr().err
     with VideoReader(tmp_path / "exact.mp4") as r:  # 4:4:4, the default, holds any size
-        assert (r.info.width, r.info.height, r.info.pix_fmt) == (63, 47, "yuv444p")
+        assert (r.info.width, r.info.height, r.info.pix_fmt) == (63, 47, "yuv444p10le")
     assert deblur(src_dir, "-o", tmp_path / "a.mp4", "--chroma", "420", weights=weights) == 0
     err = capsys.readouterr().err
     assert "warning: padded 63x47 to 64x48" in err and "--lossless" in err

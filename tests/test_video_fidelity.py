@@ -15,6 +15,7 @@ from helpers import Identity
 
 from flowdeblur.inference import deblur_video
 from flowdeblur.media import ColourTags, VideoReader, VideoWriter
+from flowdeblur.media.video_writer import choose_encoding
 
 needs_x265 = pytest.mark.skipif("libx265" not in av.codecs_available,
                                 reason="this PyAV build has no libx265")
@@ -78,14 +79,22 @@ def test_a_12_bit_input_with_lossless_keeps_12_bits_exactly_enough(tmp_path):
     assert error.max() < 0.51 and error.mean() < 0.3
 
 
-def test_an_8_bit_input_stays_8_bit_h264_in_444_unless_420_is_asked(tmp_path):
+def test_an_8_bit_input_goes_to_10_bit_h264_in_444_unless_420_is_asked(tmp_path):
     src = write_clip(tmp_path / "p8.mp4", smooth(3), crf=4)
     run(src, tmp_path / "out.mp4")
     _, info = read(tmp_path / "out.mp4")
-    assert (info.codec, info.pix_fmt, info.bits) == ("h264", "yuv444p", 8)
+    assert (info.codec, info.pix_fmt, info.bits) == ("h264", "yuv444p10le", 10)
     assert info.colour == ColourTags(1, 1, 1, 1)
     run(src, tmp_path / "out420.mp4", chroma="420")
     assert read(tmp_path / "out420.mp4")[1].pix_fmt == "yuv420p"
+
+
+def test_the_default_crf_depends_on_what_is_stored():
+    for chroma, pix_fmt, crf in (("444", "yuv444p10le", 0), ("420", "yuv420p", 6)):
+        codec, _ = choose_encoding("o.mp4", None, crf=None, lossless=False, chroma=chroma)
+        assert (codec["pix_fmt"], codec["crf"]) == (pix_fmt, crf)
+        codec, _ = choose_encoding("o.mp4", None, crf=18, lossless=False, chroma=chroma)
+        assert codec["crf"] == 18
 
 
 @pytest.mark.parametrize("colour", [ColourTags(6, 6, 6, 1), ColourTags(9, 18, 9, 2)])

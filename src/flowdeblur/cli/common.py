@@ -130,15 +130,17 @@ def add_deblur_run_options(p: argparse._ArgumentGroup) -> None:
 def add_output_options(p: argparse._ArgumentGroup) -> None:
     """How ``deblur`` and ``batch`` write their outputs (read back by :func:`deblur_options`)."""
     p.add_argument(
-        "--crf", type=int, default=DEFAULT_CRF,
-        help=f"H.264/HEVC quality, 0 (best) .. 51 (worst); default {DEFAULT_CRF}, which keeps "
-        "about 90%% of the gain a PNG output shows (docs/BENCHMARKS.md, \"Video outputs\")",
+        "--crf", type=int, default=None,
+        help=f"H.264/HEVC quality, 0 (best) .. 51 (worst); default {DEFAULT_CRF['444']} for "
+        f"the 10-bit 4:4:4 output of an 8-bit input, which keeps over 90%% of the gain a PNG "
+        f"output shows (docs/BENCHMARKS.md, \"Video outputs\"), {DEFAULT_CRF['420']} with "
+        "--chroma 420 and for 10/12-bit inputs",
     )
     p.add_argument(
         "--chroma", choices=CHROMA_CHOICES, default=DEFAULT_CHROMA,
-        help="chroma of an 8-bit video output: 444 (default; H.264 High 4:4:4, played by "
-        "FFmpeg-based players such as VLC and mpv) or 420 (plays on phones, browsers and "
-        "editors; blurs colour edges, pads odd sizes)",
+        help="chroma of an 8-bit video output: 444 (default; 10-bit H.264 High 4:4:4, played "
+        "by FFmpeg-based players such as VLC and mpv) or 420 (8-bit; plays on phones, "
+        "browsers and editors; blurs colour edges, pads odd sizes)",
     )
     p.add_argument(
         "--lossless", action="store_true",

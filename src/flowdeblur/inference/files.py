@@ -6,7 +6,7 @@ A frame travels one way::
 
 OUTPUT by name: a video extension (.mp4, .mkv, .mov, .avi, ...) -> a video keeping a video
 input's frame count, timestamps, rotation, depth, colour tags and other streams
-(:func:`~flowdeblur.media.choose_encoding`: H.264 4:4:4 at ``crf`` for 8-bit, ``chroma`` "420"
+(:func:`~flowdeblur.media.choose_encoding`: H.264 10-bit 4:4:4 for 8-bit, ``chroma`` "420"
 for 4:2:0, which pads an odd size by one replicated pixel with a note; HEVC for 10/12-bit;
 ``lossless``: exact RGB, FFV1 in .mkv, else libx264rgb); an image extension -> one image
 (one-frame inputs only); anything else -> a folder of PNGs named after the input frames
@@ -36,7 +36,7 @@ from ..errors import OptionError, UserError
 from ..media import FrameSource, is_image_path, rotate_flow_for_display, rotate_for_display
 from ..media.atomic import TargetLock, check_can_create, remove_stale_temporaries
 from ..media.images import check_image_bits
-from ..media.video_writer import DEFAULT_CHROMA, DEFAULT_CRF
+from ..media.video_writer import DEFAULT_CHROMA
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
 from ..viz import flow_to_color
@@ -101,14 +101,14 @@ class _InputFacts:
     frame: torch.Tensor | None
 
 
-def _check_options(*, batch: int, bits: int, crf: int, fps: float | None,
+def _check_options(*, batch: int, bits: int, crf: int | None, fps: float | None,
                    output: Path) -> None:
     check_batch(batch)
     if bits not in (8, 16):
         raise OptionError("bits", f"{{option}} must be 8 or 16, got {bits}")
     if is_image_path(output):
         check_image_bits(output, bits)
-    if not 0 <= crf <= 51:
+    if crf is not None and not 0 <= crf <= 51:
         raise OptionError("crf", f"{{option}} must be between 0 and 51, got {crf}")
     if fps is not None and not MIN_FPS <= fps <= MAX_FPS:  # also refuses nan and inf
         raise OptionError("fps", f"{{option}} must be a frame rate from {MIN_FPS} to {MAX_FPS:,} "
@@ -175,7 +175,7 @@ def deblur_video(
     batch: int = 1,
     tile: int | None = None,
     tile_overlap: int | None = None,
-    crf: int = DEFAULT_CRF,
+    crf: int | None = None,
     chroma: str = DEFAULT_CHROMA,
     lossless: bool = False,
     fps: float | None = None,

@@ -46,7 +46,7 @@ from ..media.ownership import (
     tag_image_file,
     write_folder_marker,
 )
-from ..media.video_writer import DEFAULT_CHROMA, DEFAULT_CRF
+from ..media.video_writer import DEFAULT_CHROMA
 
 PathLike = str | os.PathLike
 
@@ -132,9 +132,9 @@ class Output:
 class VideoOutput(Output):
     """A video keeping a video source's timestamps, depth, colour tags, other streams (audio,
     subtitles, timecode), metadata tags and chapters (:func:`~flowdeblur.media.choose_encoding`:
-    H.264 at ``crf`` for 8-bit, HEVC Main 10/12 for deeper sources or H.264 High 10 with
-    ``video_codec="h264"``, FFV1 or libx264rgb when ``lossless``); frames from images get
-    ``fps`` (default 30).
+    H.264 10-bit 4:4:4 (or 8-bit 4:2:0) for 8-bit, HEVC Main 10/12 for deeper sources or
+    H.264 High 10 with ``video_codec="h264"``, FFV1 or libx264rgb when ``lossless``); frames
+    from images get ``fps`` (default 30).
 
     ``upright`` False: frames of ``source``'s size as decoded, the source's display rotation
     recorded for players. True: pictures of ``width`` x ``height`` already turned for display
@@ -144,7 +144,7 @@ class VideoOutput(Output):
     kind = "video"
 
     def __init__(self, path: PathLike, source: FrameSource, *, width: int, height: int,
-                 upright: bool, crf: int, lossless: bool, fps: float | None,
+                 upright: bool, crf: int | None, lossless: bool, fps: float | None,
                  audio_from: PathLike | None, video_codec: str | None = None,
                  chroma: str = DEFAULT_CHROMA) -> None:
         super().__init__(path, output_names(source, len(source)))
@@ -276,7 +276,7 @@ def _write_picture(path: Path, image: torch.Tensor, *, bits: int, output: Path,
 
 
 def open_output(path: PathLike, source: FrameSource, *, audio_from: PathLike | None = None,
-                crf: int = DEFAULT_CRF, lossless: bool = False, fps: float | None = None,
+                crf: int | None = None, lossless: bool = False, fps: float | None = None,
                 bits: int = 8, side_by_side: bool = False, overwrite: bool = False,
                 video_codec: str | None = None, chroma: str = DEFAULT_CHROMA,
                 provenance: dict | None = None) -> Output:
@@ -316,8 +316,8 @@ def _keep_alpha(output: Output, source: FrameSource, side_by_side: bool) -> None
                   "dropped (PNG, TIFF and WebP outputs keep it)", UserWarning, stacklevel=3)
 
 
-def _output_for(path: Path, source: FrameSource, *, audio_from: PathLike | None, crf: int,
-                lossless: bool, fps: float | None, bits: int, side_by_side: bool,
+def _output_for(path: Path, source: FrameSource, *, audio_from: PathLike | None,
+                crf: int | None, lossless: bool, fps: float | None, bits: int, side_by_side: bool,
                 video_codec: str | None, chroma: str) -> Output:
     if is_video_path(path):
         if not side_by_side:  # the frames as decoded, rotated by the player

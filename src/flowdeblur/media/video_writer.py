@@ -505,28 +505,33 @@ def _high_depth_yuv(info: VideoInfo, top: int) -> str:
     return f"yuv{sub}p{bits}le"
 
 
-#: Default rate control of video outputs: H.264 4:4:4 at crf 6 keeps about 90% of the PSNR
-#: gain that PNG outputs show on the real dev clips, crf 18 4:2:0 about 60%
-#: (references/rate_control.py; docs/BENCHMARKS.md, "Video outputs").
-DEFAULT_CRF = 6
+#: Default rate control of video outputs, by what is stored (used when ``crf`` is None).
+#: An 8-bit source goes to 10-bit 4:4:4 H.264 at crf 0: storing 10 bits removes the 8-bit
+#: RGB -> YUV rounding, and it keeps over 90% of the PSNR gain a PNG output shows on both real
+#: dev splits (8-bit 4:4:4 crf 6: 92% on the small-motion clips, 56% on the large-motion
+#: ones) at 2.2-2.6 bits per pixel, a third of lossless RGB (references/rate_control.py;
+#: docs/BENCHMARKS.md, "Video outputs"). 4:2:0 (``chroma`` "420", kept 8-bit so that every
+#: player decodes it) and 10/12-bit sources use crf 6.
+DEFAULT_CRF = {"444": 0, "420": 6, "deep": 6}
 DEFAULT_CHROMA = "444"
 CHROMA_CHOICES = ("444", "420")
 
 
-def choose_encoding(path: PathLike, info: VideoInfo | None, *, crf: int, lossless: bool,
+def choose_encoding(path: PathLike, info: VideoInfo | None, *, crf: int | None,
+                    lossless: bool,
                     codec: str | None = None,
                     chroma: str = DEFAULT_CHROMA) -> tuple[dict, list[str]]:
     """The :class:`VideoWriter` arguments (codec, pix_fmt, crf, colour) for deblurred frames
     of a source described by ``info`` (None: images, 8-bit sRGB), and notes for the user.
 
-    An 8-bit source gives H.264 with full-resolution chroma (``chroma`` "444": yuv444p, High
-    4:4:4 profile) or, with "420", yuv420p, which every player decodes but which blurs the
-    colour edges the network restored and pads odd sizes (``lossless``: FFV1 RGB in .mkv,
-    else libx264rgb). A
+    An 8-bit source gives H.264 with full-resolution chroma at 10 bits (``chroma`` "444":
+    yuv444p10le, High 4:4:4 Predictive profile) or, with "420", 8-bit yuv420p, which every
+    player decodes but which blurs the colour edges the network restored and pads odd sizes
+    (``lossless``: FFV1 RGB in .mkv, else libx264rgb). A
     deeper source keeps its depth: HEVC Main 10 / Main 12 (libx265, the source's chroma
     subsampling), or H.264 High 10 when ``codec`` is "h264" or the build lacks libx265;
     ``lossless``: FFV1 planar RGB of the source's depth in .mkv. The source's colour tags go
-    along (:func:`stored_colour`).
+    along (:func:`stored_colour`). ``crf`` None: :data:`DEFAULT_CRF` of what is stored.
     """
     mkv = Path(path).suffix.lower() == ".mkv"
     colour = info.colour if info is not None else None
@@ -545,8 +550,11 @@ def choose_encoding(path: PathLike, info: VideoInfo | None, *, crf: int, lossles
         raise OptionError("chroma", f"{{option}} must be one of {', '.join(CHROMA_CHOICES)}, "
                           f"got {chroma!r}")
     if bits <= 8:
-        return {"codec": "libx264", "pix_fmt": f"yuv{chroma}p", "crf": crf,
-                "colour": colour}, notes
+        pix_fmt = "yuv444p10le" if chroma == "444" else "yuv420p"
+        return {"codec": "libx264", "pix_fmt": pix_fmt,
+                "crf": DEFAULT_CRF[chroma] if crf is None else crf, "colour": colour}, notes
+    if crf is None:
+        crf = DEFAULT_CRF["deep"]
     if codec != "h264" and "libx265" in av.codecs_available:
         return {"codec": "libx265", "pix_fmt": _high_depth_yuv(info, 12), "crf": crf,
                 "colour": colour}, notes
