@@ -257,3 +257,29 @@ def test_cache_falls_back_when_no_directory_is_writable(monkeypatch, tmp_path):
     with pytest.warns(RuntimeWarning, match="NUMBA_CACHE_DIR"):
         kernel = rnn_cpu.cached_jit(_tiny_kernel)
     assert kernel(torch.arange(4.0).numpy()) == 6.0
+
+
+def test_is_one_torch_operator_with_fake_and_autograd():
+    # opcheck: the schema, the fake (shape-only) implementation and the autograd registration
+    # agree with the real kernel, which is what torch.compile and torch.export rely on.
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    w = torch.rand(2, 12, 5, 7, dtype=torch.float64).mul(2).sub(1)
+    torch.library.opcheck(torch.ops.flowdeblur.spatial_rnn_cpu.default, (x, w))
+    torch.library.opcheck(torch.ops.flowdeblur.spatial_rnn_cpu.default,
+                          (x.requires_grad_(), w.requires_grad_()))
+
+
+@pytest.mark.slow
+def test_compiles_and_exports_without_a_graph_break():
+    x, w = torch.randn(1, 2, 9, 11), torch.rand(1, 8, 9, 11)
+    want = spatial_rnn_reference(x, w)
+    compiled = torch.compile(lambda a, b: spatial_rnn_cpu(a * 1.0, b), fullgraph=True)
+    torch.testing.assert_close(compiled(x, w), want)
+
+    class Layer(torch.nn.Module):
+        def forward(self, a, b):
+            return spatial_rnn_cpu(a, b)
+
+    graph = torch.export.export(Layer(), (x, w)).graph
+    ops = [n.target for n in graph.nodes if n.op == "call_function"]
+    assert torch.ops.flowdeblur.spatial_rnn_cpu.default in ops

@@ -30,7 +30,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from .rnn_contract import check_rnn_inputs
 
@@ -361,22 +360,49 @@ def _backward(
     return grad_x, grad_w
 
 
-class _SpatialRNNCPU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        h = _forward(x, w)
-        out = h.to(x.dtype)  # no copy for float32/float64
-        # The output is the h the backward needs: saving it costs no extra memory. (For
-        # bf16/fp16 the backward then sees h rounded to that dtype, like the torch backend.)
-        ctx.save_for_backward(x, w, out)
-        return out
+# One torch operator, ``flowdeblur::spatial_rnn_cpu``, rather than an autograd.Function: the
+# compilers see an opaque operator with a known output shape, so ``torch.compile`` keeps the
+# whole forward in one graph (no break at the numba call) and ``torch.export`` (int8
+# quantization, runtime/int8.py) captures the network whole.
+@torch.library.custom_op("flowdeblur::spatial_rnn_cpu", mutates_args=(), device_types="cpu")
+def _spatial_rnn_op(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return _forward(x, w).to(x.dtype)  # a new tensor: _forward never returns an input
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: torch.Tensor):
-        x, w, h = ctx.saved_tensors
-        grad_x, grad_w = _backward(x, w, h, grad_out)
-        return grad_x.to(x.dtype), grad_w.to(w.dtype)
+
+@_spatial_rnn_op.register_fake
+def _(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    n, c, height, width = x.shape
+    return x.new_empty((n, 4 * c, height, width))
+
+
+def _save_for_backward(ctx, inputs: tuple[torch.Tensor, torch.Tensor],
+                       output: torch.Tensor) -> None:
+    # The output is the h the backward needs: saving it costs no extra memory. (For bf16/fp16
+    # the backward then sees h rounded to that dtype, like the torch backend.)
+    x, w = inputs
+    ctx.save_for_backward(x, w, output)
+
+
+# The backward is an operator too, so that compiled training graphs hold it opaque as well.
+@torch.library.custom_op("flowdeblur::spatial_rnn_cpu_backward", mutates_args=(),
+                         device_types="cpu")
+def _spatial_rnn_backward_op(x: torch.Tensor, w: torch.Tensor, h: torch.Tensor,
+                             grad_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    grad_x, grad_w = _backward(x, w, h, grad_h)
+    return grad_x.to(x.dtype), grad_w.to(w.dtype)
+
+
+@_spatial_rnn_backward_op.register_fake
+def _(x, w, h, grad_h):
+    return torch.empty_like(x), torch.empty_like(w)
+
+
+def _op_backward(ctx, grad_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x, w, h = ctx.saved_tensors
+    return _spatial_rnn_backward_op(x, w, h, grad_out)
+
+
+_spatial_rnn_op.register_autograd(_op_backward, setup_context=_save_for_backward)
 
 
 def spatial_rnn_cpu(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -398,4 +424,4 @@ def spatial_rnn_cpu(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if x.device.type != "cpu" or w.device.type != "cpu":
         raise ValueError(f"spatial_rnn_cpu needs CPU tensors, got {x.device} and {w.device}")
     check_rnn_inputs(x, w)
-    return _SpatialRNNCPU.apply(x, w)
+    return _spatial_rnn_op(x, w)

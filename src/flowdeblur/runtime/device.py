@@ -19,6 +19,10 @@ PRECISIONS: dict[str, torch.dtype] = {
     "fp16": torch.float16,
 }
 
+#: Precisions that exist only for inference on the CPU (no storage dtype): int8 runs the
+#: convolutions quantized (:mod:`flowdeblur.runtime.int8`), everything else in float32.
+INFERENCE_ONLY_PRECISIONS = ("int8",)
+
 #: What a run is for. "deblur": the user's own frames, fastest precision that keeps quality
 #: (bf16 where the hardware computes it natively). "report": figures the project publishes
 #: (evaluation, demo, benchmarks, golden outputs), always fp32 unless asked otherwise.
@@ -92,18 +96,19 @@ def resolve_precision(precision: str, device: torch.device, purpose: str = "debl
             return "fp32"
         native = device.type == "cuda" or cpu_computes_bf16()
         return "bf16" if native else "fp32"
-    if precision not in PRECISIONS:
-        raise UserError(
-            f"unknown precision {precision!r}; use auto or one of {', '.join(PRECISIONS)}"
-        )
+    if precision not in PRECISIONS and precision not in INFERENCE_ONLY_PRECISIONS:
+        known = ", ".join((*PRECISIONS, *INFERENCE_ONLY_PRECISIONS))
+        raise UserError(f"unknown precision {precision!r}; use auto or one of {known}")
+    if precision == "int8" and device.type != "cpu":
+        raise UserError("precision int8 runs on the CPU; on CUDA use bf16 or fp16")
     if precision == "fp16" and device.type == "cpu":
         raise UserError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
     return precision
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:
-    """The dtype autocast runs ``precision`` in; None for fp32 (no autocast)."""
-    return None if precision == "fp32" else PRECISIONS[precision]
+    """The dtype autocast runs ``precision`` in; None for fp32 and int8 (no autocast)."""
+    return None if precision in ("fp32", *INFERENCE_ONLY_PRECISIONS) else PRECISIONS[precision]
 
 
 def default_channels_last(device: torch.device | str) -> bool:

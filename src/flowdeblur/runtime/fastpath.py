@@ -35,6 +35,7 @@ from ..errors import UserError
 from ..models import FlowDeblurOutput, SpatialRNN
 from ..ops import backend_available, resolve_backend
 from .device import autocast_dtype, default_channels_last, resolve_device, resolve_precision
+from .int8 import Int8FastForward
 
 #: ``torch.compile`` modes accepted by :func:`prepare_for_inference`.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -331,7 +332,11 @@ def prepare_for_inference(
         (not clamped, like the model's own output). No host synchronisation inside.
     """
     dev = resolve_device(device)
-    amp_dtype = autocast_dtype(resolve_precision(precision, dev))
+    precision = resolve_precision(precision, dev)
+    if precision == "int8":
+        return _int8_forward(model, compile=compile, cuda_graph=cuda_graph,
+                             example_size=example_size)
+    amp_dtype = autocast_dtype(precision)
     if channels_last is None:
         channels_last = default_channels_last(dev)
     compile_mode = _check_compile(compile, cuda_graph, dev)
@@ -353,4 +358,22 @@ def prepare_for_inference(
         frames = [torch.zeros(example_batch, 3, h, w, device=dev)] * n_frames
         for _ in range(WARMUP_CALLS):
             fast(*frames)
+    return fast
+
+
+def _int8_forward(model: nn.Module, *, compile: bool | str, cuda_graph: bool,
+                  example_size: Sequence[int] | None) -> Int8FastForward:
+    """The int8 forward of ``model`` (CPU, always compiled): see :mod:`.int8`."""
+    if cuda_graph or compile not in (False, True, "default"):
+        raise UserError("precision int8 compiles its own CPU forward; leave the mode as it is")
+    qparams = getattr(model, "int8_qparams", None)
+    if qparams is None:
+        raise UserError("precision int8 needs the network's int8 scales: load it with "
+                        "flowdeblur.weights (load_weights/load_pretrained, int8=True)")
+    net = _inference_net(model, torch.device("cpu"), private_copy=True, weight_dtype=None,
+                         channels_last=False)
+    fast = Int8FastForward(net, qparams)
+    if example_size is not None:
+        frame = torch.zeros(1, 3, *(int(v) for v in example_size))
+        fast(frame, frame)
     return fast

@@ -33,15 +33,19 @@ class Runtime:
     """Where and how the network runs; make one with :meth:`resolve`.
 
     device: a concrete ``torch.device`` (cpu or cuda[:N]).
-    precision: "fp32", "bf16" or "fp16" (the last two under autocast, outputs float32).
+    precision: "fp32", "bf16" or "fp16" (the last two under autocast, outputs float32), or
+        "int8" (CPU: quantized convolutions, compiled; :mod:`flowdeblur.runtime.int8`).
     channels_last: weights and inputs in NHWC (tensor-core convolutions) instead of NCHW.
     mode: one of :data:`MODES`.
+    freeze: a compiled forward folds the weights in as constants (on the CPU this lets
+        inductor hand oneDNN prepacked weights); set by :meth:`resolve` for CPU compiles.
     """
 
     device: torch.device
     precision: str
     channels_last: bool
     mode: str
+    freeze: bool = False
 
     @classmethod
     def resolve(
@@ -63,8 +67,12 @@ class Runtime:
         """
         dev = resolve_device(device)
         precision = resolve_precision(precision, dev, purpose)
+        if mode == "auto" and precision == "int8":
+            mode = "compile"  # the int8 convolutions exist only in the compiled graph
         if mode == "auto":
             mode = "graph" if dev.type == "cuda" and purpose == "deblur" else "eager"
+        if precision == "int8" and mode != "compile":
+            raise UserError(f"precision int8 runs compiled; mode {mode!r} does not apply")
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; use auto or one of {', '.join(MODES)}")
         if mode == "graph" and dev.type != "cuda":
@@ -72,7 +80,8 @@ class Runtime:
                             f"{dev.type}")
         if channels_last is None:
             channels_last = default_channels_last(dev)
-        return cls(device=dev, precision=precision, channels_last=channels_last, mode=mode)
+        return cls(device=dev, precision=precision, channels_last=channels_last, mode=mode,
+                   freeze=mode == "compile" and dev.type == "cpu")
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
@@ -90,7 +99,7 @@ class Runtime:
         model: nn.Module,
         *,
         compile_mode: str = "default",
-        freeze: bool = False,
+        freeze: bool | None = None,
         example_size: Sequence[int] | None = None,
     ) -> FastForward:
         """The fast path for ``model``: ``fast(frame_t, frame_next=None, frame_prev=None)``.
@@ -103,7 +112,8 @@ class Runtime:
         (moved to the device, eval mode; autocast casts its weights per call; cuDNN's global
         autotuning switch is left as it is). Otherwise a
         private copy runs, weights cast to the precision and laid out, compiled
-        (``compile_mode``: a ``torch.compile`` mode; ``freeze`` folds the weights in) or
+        (``compile_mode``: a ``torch.compile`` mode; ``freeze``, default :attr:`freeze`,
+        folds the weights in) or
         captured as a CUDA graph for each new frame shape.
         ``example_size`` (H, W) compiles or captures now rather than on the first call.
         """
@@ -112,7 +122,8 @@ class Runtime:
         return prepare_for_inference(
             model, device=self.device, precision=self.precision,
             channels_last=self.channels_last, compile=compile_arg,
-            cuda_graph=self.mode == "graph", freeze=freeze, example_size=example_size,
+            cuda_graph=self.mode == "graph", freeze=self.freeze if freeze is None else freeze,
+            example_size=example_size,
             # cuDNN's autotuning is a process-wide switch: set it for the fixed-shape fast
             # paths only, and leave it alone for a model run as it is.
             cudnn_benchmark=private, private_copy=private, full_output=True,
