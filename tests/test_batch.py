@@ -37,8 +37,8 @@ def _identity_weights(monkeypatch):
 
     CALLS.clear()
     model = Identity(on_forward=lambda: CALLS.append(1))
-    monkeypatch.setattr(cli_batch, "load_model", lambda path: model)
-    monkeypatch.setattr(cli_deblur, "load_model", lambda path: model)
+    monkeypatch.setattr(cli_batch, "load_model", lambda path, *rest: model)
+    monkeypatch.setattr(cli_deblur, "load_model", lambda path, *rest: model)
 
 
 def batch(*args) -> int:
@@ -180,7 +180,7 @@ DRIVER = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     from helpers import Identity
     import flowdeblur.cli.batch as cli_batch
-    cli_batch.load_model = lambda path: Identity(on_forward=lambda: time.sleep(0.25))
+    cli_batch.load_model = lambda path, *rest: Identity(on_forward=lambda: time.sleep(0.25))
     from flowdeblur.cli import main
     sys.exit(main(sys.argv[1:]))
 """)

@@ -353,7 +353,7 @@ def test_failure_midway_leaves_nothing(tmp_path, frames_dir, weights, monkeypatc
 
 
 def test_failure_midway_in_a_video_leaves_nothing(tmp_path, weights, monkeypatch):
-    import flowdeblur.inference.files as inference
+    import flowdeblur.inference.output_frames as inference
 
     src = make_video(tmp_path / "in.mp4", smooth_frames(4))
     real = inference.deblur_frames

@@ -259,7 +259,7 @@ def test_deblur_into_a_read_only_place_fails_before_any_work(target, tmp_path, f
     def no_work(*args, **kwargs):
         raise AssertionError("frames were deblurred before the output was checked")
 
-    monkeypatch.setattr(inference, "_deblurred_frames", no_work)
+    monkeypatch.setattr(inference, "deblurred_frames", no_work)
     locked = tmp_path / "locked"
     locked.mkdir()
     read_only(locked)

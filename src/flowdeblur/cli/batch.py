@@ -3,6 +3,7 @@
     flowdeblur batch footage/ -o sharp/                       # every video and frame folder
     flowdeblur batch @todo.txt -o sharp/ --resume             # skip what is finished
     flowdeblur batch footage/ -o sharp/ --shard 3/8           # the 3rd of 8 job-array parts
+    flowdeblur batch footage/ -o sharp/ --engine ray --ray-address head:6379   # on Ray
 
 All the work is in :mod:`flowdeblur.inference.batch`; this module parses and reports.
 """
@@ -12,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..inference.batch import BatchResult, parse_shard, plan_batch, run_batch
+from ..errors import OptionError
+from ..inference.batch import ENGINES, BatchResult, parse_shard, plan_batch, run_batch
 from .common import add_deblur_options, check_deblur_options, deblur_options, load_model
 from .deblur import speed
 
@@ -46,6 +48,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                             help="write each input's status and reason to this JSON file")
     batch_opts.add_argument("--dry-run", action="store_true",
                             help="list the inputs and their outputs; deblur and write nothing")
+    batch_opts.add_argument(
+        "--engine", choices=ENGINES, default="local",
+        help="local (default): one input after another in this process; ray: Ray tasks on a "
+        "cluster, long videos split into chunks across workers (pip install "
+        "'flowdeblur[cluster]'; docs/BATCH.md)")
+    batch_opts.add_argument(
+        "--ray-address", metavar="ADDR",
+        help="the Ray cluster to join (HOST:PORT, or ray://HOST:PORT); default: start a local "
+        "Ray on 127.0.0.1")
+    batch_opts.add_argument("--ray-cpus", type=float, default=1, metavar="N",
+                            help="CPUs of one Ray worker (its torch threads); default 1")
+    batch_opts.add_argument(
+        "--ray-gpus", type=float, metavar="N",
+        help="GPUs of one Ray worker; default 1 when the cluster has GPUs and --device is not "
+        "cpu, else 0")
     add_deblur_options(p, "outputs")
     p.set_defaults(run=run)
 
@@ -56,7 +73,9 @@ def summary(result: BatchResult) -> list[str]:
              f"{result.count('failed')} failed"
              + (f", {result.count('not started')} not started" if result.stopped else "")
              + f"; {result.frames} frames in {result.seconds:.1f} s "
-             f"({speed(result.frames_per_second)})"]
+             f"({speed(result.frames_per_second)})"
+             + (f"; {result.reused} frames from finished chunks, {result.recomputed} "
+                "recomputed" if result.reused or result.recomputed else "")]
     lines += [f"failed: {item.input}: {item.reason}" for item in result.items
               if item.status == "failed"]
     if result.stopped:
@@ -67,6 +86,10 @@ def summary(result: BatchResult) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     # Everything that can be refused is refused before the weights load.
     check_deblur_options(args)
+    if args.ray_cpus <= 0 or (args.ray_gpus is not None and args.ray_gpus < 0):
+        which, value = ("ray_cpus", args.ray_cpus) if args.ray_cpus <= 0 else \
+            ("ray_gpus", args.ray_gpus)
+        raise OptionError(which, f"{{option}} must be more than 0, got {value}")
     shard = parse_shard(args.shard) if args.shard is not None else None
     items = plan_batch(args.inputs, args.output, shard=shard, overwrite=args.overwrite,
                        resume=args.resume)
@@ -78,10 +101,18 @@ def run(args: argparse.Namespace) -> int:
               + (f" in shard {args.shard}" if shard else "")
               + ("; nothing written (--dry-run)" if args.dry_run else ""))
         return 0
-    model = load_model(args.weights)
+    model = load_model(args.weights, args.precision)
     options = deblur_options(args)
-    result = run_batch(items, model=model, report=args.report, progress=not args.no_progress,
-                       **options)
+    if args.engine == "ray":
+        from ..inference.ray_engine import run_batch_ray  # Ray is imported only when asked
+
+        result = run_batch_ray(items, model=model, weights=args.weights,
+                               address=args.ray_address, worker_cpus=args.ray_cpus,
+                               worker_gpus=args.ray_gpus, report=args.report,
+                               progress=not args.no_progress, **options)
+    else:
+        result = run_batch(items, model=model, report=args.report,
+                           progress=not args.no_progress, **options)
     out = sys.stdout if result.exit_status == 0 else sys.stderr
     for line in summary(result):
         print(line, file=out)

@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from tqdm import tqdm
 
 from ..errors import UserError
+from ..inference.chunks import DEFAULT_CHUNK_FRAMES
 from ..inference.ensemble import ENSEMBLE_SIZES, check_ensemble
 from ..media.video_writer import CHROMA_CHOICES, DEFAULT_CHROMA, DEFAULT_CRF
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
-from ..weights import load_pretrained, load_weights
+from ..weights import PRETRAINED, load_pretrained, load_weights
+from ..weights.int8 import attach_scales
 
 
 @contextlib.contextmanager
@@ -34,20 +36,25 @@ def one_line_warnings() -> Iterator[None]:
         yield
 
 
-def load_model(weights: str | None) -> FlowDeblurNet:
-    """The network from ``weights``, or the shipped one (UserError if neither exists)."""
+def load_model(weights: str | None, precision: str = "auto") -> FlowDeblurNet:
+    """The network from ``weights``, or the shipped one (UserError if neither exists); with
+    ``precision`` "int8", with its int8 scales (:func:`flowdeblur.weights.int8.attach_scales`)."""
     if weights is not None:
-        return load_weights(weights)
-    try:
-        return load_pretrained()
-    except UserError as e:
-        raise UserError(f"{e}; pass --weights FILE") from None
+        model = load_weights(weights)
+    else:
+        try:
+            model = load_pretrained()
+        except UserError as e:
+            raise UserError(f"{e}; pass --weights FILE") from None
+    if precision == "int8":
+        attach_scales(model, weights if weights is not None else PRETRAINED)
+    return model
 
 
 # ----------------------------------------------------------------------------- shared options
 
 #: What ``--precision`` may be for the commands that run the network once per call.
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
+PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16", "int8")
 
 
 def add_weights_option(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -62,7 +69,8 @@ def add_runtime_options(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
                    "cuda:N")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
                    help=f"auto (default): {auto_precision}; or fp32, or autocast to bf16/fp16 "
-                   "(fp16 needs CUDA)")
+                   "(fp16 needs CUDA), or int8 (CPU, quantized convolutions, compiled on the "
+                   "first frame of each size; needs the int8 extra)")
 
 
 def add_ensemble_option(p: argparse.ArgumentParser | argparse._ArgumentGroup, *,
@@ -174,7 +182,14 @@ def add_overwrite_options(p: argparse._ArgumentGroup, what: str) -> None:
     p.add_argument(
         "--resume", action="store_true",
         help="leave an output that is complete and was made from the same input, weights and "
-        "options (recorded in it) as it is; redo one of flowdeblur's that differs",
+        "options (recorded in it) as it is; redo one of flowdeblur's that differs; continue a "
+        "video from the chunks a killed run finished",
+    )
+    p.add_argument(
+        "--chunk-frames", type=int, default=DEFAULT_CHUNK_FRAMES, metavar="N",
+        help=f"make a longer video output in chunks of N frames (default {DEFAULT_CHUNK_FRAMES}"
+        "), each kept as a finished piece beside it until the video is joined, so that "
+        "--resume loses at most one chunk; 0: in one go",
     )
 
 
@@ -188,5 +203,5 @@ def deblur_options(args: argparse.Namespace) -> dict:
         scene_cuts=not args.no_scene_cuts, crf=args.crf, chroma=args.chroma,
         lossless=args.lossless, video_codec=None if args.codec == "auto" else args.codec,
         fps=args.fps, bits=args.bits, side_by_side=args.side_by_side,
-        overwrite=args.overwrite, resume=args.resume,
+        overwrite=args.overwrite, resume=args.resume, chunk_frames=args.chunk_frames,
     )

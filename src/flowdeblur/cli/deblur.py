@@ -52,7 +52,7 @@ def speed(frames_per_second: float) -> str:
 def run(args: argparse.Namespace) -> int:
     # Resolved before the weights load, so a wrong option costs nothing.
     check_deblur_options(args)
-    model = load_model(args.weights)
+    model = load_model(args.weights, args.precision)
     result = deblur_video(
         args.inputs if len(args.inputs) > 1 else args.inputs[0],
         args.output,
@@ -69,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {result.num_frames} frame{'s' * (result.num_frames != 1)} to {what} "
         f"{result.output} ({speed(result.frames_per_second)}, {result.runtime})"
     )
+    if result.reused or args.resume:
+        print(f"resumed: {result.reused} frames from finished chunks, {result.deblurred} "
+              f"deblurred, {result.recomputed} recomputed (begun by a run that did not finish)")
     if args.save_flow:
         print(f"flow pictures in {args.save_flow}")
     return 0

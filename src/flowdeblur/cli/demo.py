@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # Resolved before the weights load, so a wrong option costs nothing.
     runtime = Runtime.resolve(args.device, args.precision, purpose="report")
     check_ensemble(args.ensemble)
-    model = load_model(args.weights)
+    model = load_model(args.weights, args.precision)
     result = run_demo(
         args.out,
         model=model,

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     else:
-        model = load_model(args.weights)
+        model = load_model(args.weights, args.precision)
         result = evaluate_model(
             model, args.data, args.layout or "dvd", protocol=args.protocol or "all",
             split=args.split, device=args.device, precision=args.precision,

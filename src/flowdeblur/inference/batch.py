@@ -15,6 +15,8 @@ flowdeblur did not write. Then :func:`run_batch` deblurs each input with
 ``resume`` compares): an input that fails is reported and the batch goes on, except on a full
 disk, which stops it. ``shard`` ``(i, n)`` keeps the i-th of n disjoint parts, by the SHA-256
 of the key, so that n independent processes (a job array) cover a batch without talking.
+A long video is made in chunks that a killed run's ``resume`` continues from (:mod:`.chunks`);
+:mod:`.ray_engine` runs the same plan as Ray tasks (:func:`deblur_batch` ``engine="ray"``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -42,6 +44,9 @@ __all__ = ["BatchItem", "BatchResult", "ItemResult", "deblur_batch", "find_items
            "parse_shard", "plan_batch", "run_batch", "shard_of"]
 
 PathLike = str | os.PathLike
+
+#: Where a batch runs: this process, one input after another, or a Ray cluster.
+ENGINES = ("local", "ray")
 
 #: Statuses of an input in a :class:`BatchResult`.
 STATUSES = ("done", "skipped", "failed", "not started")
@@ -66,6 +71,9 @@ class ItemResult:
     reason: str = ""
     frames: int = 0  # frames deblurred (0 when skipped or failed)
     seconds: float = 0.0
+    reused: int = 0  # frames taken from chunks an earlier run finished (resume)
+    recomputed: int = 0  # frames of chunks an earlier run had begun and not finished
+    workers: list[str] = field(default_factory=list)  # the Ray workers that deblurred it
 
 
 @dataclass
@@ -84,6 +92,14 @@ class BatchResult:
         return sum(item.frames for item in self.items)
 
     @property
+    def recomputed(self) -> int:
+        return sum(item.recomputed for item in self.items)
+
+    @property
+    def reused(self) -> int:
+        return sum(item.reused for item in self.items)
+
+    @property
     def frames_per_second(self) -> float:
         """Frames deblurred over the batch's wall time (checks and skipped inputs included)."""
         return self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -95,7 +111,8 @@ class BatchResult:
 
     def to_json(self) -> str:
         summary = {status: self.count(status) for status in STATUSES}
-        summary.update(frames=self.frames, seconds=round(self.seconds, 3),
+        summary.update(frames=self.frames, reused=self.reused, recomputed=self.recomputed,
+                       seconds=round(self.seconds, 3),
                        frames_per_second=round(self.frames_per_second, 3),
                        stopped=self.stopped)
         return json.dumps({"summary": summary, "items": [asdict(i) for i in self.items]},
@@ -287,7 +304,9 @@ def is_disk_full(error: BaseException) -> bool:
     return False
 
 
-def _one_line(error: Exception) -> str:
+def one_line(error: BaseException) -> str:
+    """An error as the one line a report gives: its message (with its type unless it is a
+    UserError)."""
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
     if isinstance(error, UserError):
         return text
@@ -315,13 +334,14 @@ def run_batch(items: Sequence[BatchItem], *, model: FlowDeblurNet,
                 done = deblur_video(item.input, item.output, model=model, progress=progress,
                                     **options)
             except Exception as e:  # a bad input fails alone
-                entry.status, entry.reason = "failed", _one_line(e)
+                entry.status, entry.reason = "failed", one_line(e)
                 bar.write(f"flowdeblur: failed: {item.input}: {entry.reason}")
                 if is_disk_full(e):
                     result.stopped = f"the disk is full ({item.output}): batch stopped"
             else:
                 entry.status = "skipped" if done.skipped else "done"
-                entry.frames = 0 if done.skipped else done.num_frames
+                entry.frames, entry.reused = done.deblurred, done.reused
+                entry.recomputed = done.recomputed
             entry.seconds = round(time.perf_counter() - began, 3)
             bar.update(1)
             result.seconds = time.perf_counter() - start
@@ -335,16 +355,29 @@ def run_batch(items: Sequence[BatchItem], *, model: FlowDeblurNet,
 def deblur_batch(inputs: Sequence[PathLike], output_dir: PathLike, *,
                  model: FlowDeblurNet | None = None, shard: tuple[int, int] | None = None,
                  overwrite: bool = False, resume: bool = False, report: PathLike | None = None,
-                 progress: bool = True, **options) -> BatchResult:
-    """Deblur many inputs into ``output_dir``: :func:`plan_batch`, then :func:`run_batch`.
+                 progress: bool = True, engine: str = "local", ray_address: str | None = None,
+                 **options) -> BatchResult:
+    """Deblur many inputs into ``output_dir``: :func:`plan_batch`, then :func:`run_batch`
+    (``engine`` "local") or :func:`~.ray_engine.run_batch_ray` ("ray", on the Ray cluster at
+    ``ray_address``, or a local one; a ``model`` given here is sent to the workers).
 
     ``options``: keyword arguments of :func:`~.deblur.deblur_video` (crf, lossless, batch,
     ...). ``model`` None loads the shipped weights.
     """
+    if engine not in ENGINES:
+        raise OptionError("engine", f"{{option}} must be one of {', '.join(ENGINES)}, got "
+                          f"{engine!r}")
     items = plan_batch(inputs, output_dir, shard=shard, overwrite=overwrite, resume=resume)
+    given = model is not None
     if model is None:
         from ..weights import load_pretrained  # only once the plan holds: a mistake is cheap
 
         model = load_pretrained()
+    if engine == "ray":
+        from .ray_engine import run_batch_ray  # Ray is imported only when asked for
+
+        return run_batch_ray(items, model=model, send_model=given, address=ray_address,
+                             report=report, progress=progress, overwrite=overwrite,
+                             resume=resume, **options)
     return run_batch(items, model=model, report=report, progress=progress,
                      overwrite=overwrite, resume=resume, **options)

@@ -171,6 +171,8 @@ def deblur_frames(
     runtime: Runtime | None = None,
     scene_cuts: bool = True,
     ensemble: int = 1,
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[torch.Tensor] | Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Deblur every frame of a sequence, lazily: a generator over the deblurred frames.
 
@@ -191,6 +193,11 @@ def deblur_frames(
             "Frame pairing"; whole frames of two-frame variants, not tiles).
         ensemble: average the outputs of this many flipped/transposed copies of each frame
             (1, 2, 4 or 8; :mod:`.ensemble`): sharper, and that many times slower.
+        start, stop: deblur frames ``start`` .. ``stop - 1`` of a longer stream (a chunk),
+            given ``frames`` from frame ``start - 1`` to frame ``stop``, with the pairing of
+            the whole stream (:func:`~.stream.frame_triples`). Calls group ``batch`` frames
+            from ``start``: with ``start`` a multiple of ``batch``, each call holds the frames
+            it holds when the whole stream is deblurred.
     Yields:
         (3, H, W) float32 in [0, 1] on the input frame's device, one per input frame, in
         order (or ``(image, flow)`` tuples with ``return_flow``); for NumPy frames, (H, W, 3)
@@ -206,7 +213,8 @@ def deblur_frames(
 
     def deblur(given: Iterable[torch.Tensor | np.ndarray]) -> Iterator:
         return _deblur_stream(
-            forward, frame_triples(given), device=runtime.device, in_frames=model.in_frames,
+            forward, frame_triples(given, start=start, stop=stop), device=runtime.device,
+            in_frames=model.in_frames,
             batch=batch, tile=tile, overlap=tile_overlap, want_flow=return_flow,
             scene_cuts=scene_cuts)
 

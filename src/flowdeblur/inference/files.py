@@ -24,8 +24,7 @@ import contextlib
 import os
 import time
 import warnings
-from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,23 +32,30 @@ import torch
 from tqdm import tqdm
 
 from ..errors import OptionError, UserError
-from ..media import FrameSource, is_image_path, rotate_flow_for_display, rotate_for_display
+from ..media import FrameSource, is_image_path
 from ..media.atomic import TargetLock, check_can_create, remove_stale_temporaries
 from ..media.images import check_image_bits
 from ..media.video_writer import DEFAULT_CHROMA
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
 from ..viz import flow_to_color
-from ..viz import side_by_side as beside
 from ..weights import load_pretrained
 from . import memory
-from .deblur import check_batch, check_flow_wanted, deblur_frames
+from .chunks import (
+    DEFAULT_CHUNK_FRAMES,
+    ChunkFolder,
+    PieceJob,
+    check_chunk_frames,
+    piece_jobs,
+    run_chunks,
+)
+from .deblur import check_batch, check_flow_wanted
 from .ensemble import check_ensemble
+from .output_frames import OutputFrame, deblurred_frames
 from .outputs import (
     FolderOutput,
     Output,
     check_destinations,
-    display_rotation,
     open_output,
     output_kind,
 )
@@ -77,28 +83,17 @@ class DeblurResult:
     notes: list[str] = field(default_factory=list)
     runtime: str = ""  # how the network ran (Runtime.describe())
     skipped: bool = False  # resume found the output complete and current: nothing was done
+    reused: int = 0  # frames taken from the chunks an earlier run finished (resume)
+    recomputed: int = 0  # frames of chunks an earlier run had begun but not finished
+
+    @property
+    def deblurred(self) -> int:
+        """Frames this call deblurred (none when skipped; not those of reused chunks)."""
+        return 0 if self.skipped else self.num_frames - self.reused
 
     @property
     def frames_per_second(self) -> float:
-        return self.num_frames / self.seconds if self.seconds > 0 else float("inf")
-
-
-@dataclass
-class _OutputFrame:
-    """One deblurred frame ready to write, with its source's timestamp."""
-
-    image: torch.Tensor  # (3, H, W), or (3, H, 2W) input | output
-    flow: torch.Tensor | None  # (2, H, W) pixels
-    pts: int | None
-
-
-@dataclass
-class _InputFacts:
-    """What a frame's output needs from its input: its pts, the input itself for
-    side-by-side pictures."""
-
-    pts: int | None
-    frame: torch.Tensor | None
+        return self.deblurred / self.seconds if self.seconds > 0 else float("inf")
 
 
 def _check_options(*, batch: int, bits: int, crf: int | None, fps: float | None,
@@ -134,37 +129,6 @@ def _tile_for(source: FrameSource, tile: int | None, *, batch: int,
     return chosen
 
 
-def _deblurred_frames(
-    source: FrameSource, model: FlowDeblurNet, *, side_by_side: bool, want_flow: bool,
-    upright: bool, **options
-) -> Iterator[_OutputFrame]:
-    """``source``'s frames deblurred by :func:`deblur_frames` (``options``), in order; with
-    ``upright``, the pictures (and always the flows) turned for display as a player turns a
-    rotated video's frames, so that side-by-side and flow pictures read the right way up."""
-    # Per-frame facts waiting for the frame's output: bounded by the window of
-    # deblur_frames (batch + 2 frames), never the whole video.
-    pending: deque[_InputFacts] = deque()
-    rotation = display_rotation(source)
-
-    def turn(picture: torch.Tensor) -> torch.Tensor:
-        return rotate_for_display(picture, rotation) if upright and rotation else picture
-
-    def frames() -> Iterator[torch.Tensor]:
-        for item in source.iterate_with_pts():
-            pending.append(_InputFacts(item.pts, item.image if side_by_side else None))
-            yield item.image
-
-    for item in deblur_frames(model, frames(), return_flow=want_flow, **options):
-        image, flow = item if want_flow else (item, None)
-        src = pending.popleft()
-        image = turn(image)
-        if side_by_side:
-            image = beside(turn(src.frame), image)
-        if flow is not None and rotation:
-            flow = rotate_flow_for_display(flow, rotation)
-        yield _OutputFrame(image, flow, src.pts)
-
-
 def deblur_video(
     input: str | os.PathLike | Sequence[str | os.PathLike],
     output: str | os.PathLike,
@@ -188,6 +152,8 @@ def deblur_video(
     ensemble: int = 1,
     video_codec: str | None = None,
     resume: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
 ) -> DeblurResult:
     """Deblur a video file, a folder of frames or a list of image files, streaming, into
     OUTPUT (a video, one image or a folder of PNGs by its name: see the module docstring).
@@ -206,14 +172,18 @@ def deblur_video(
         save_flow: also write the estimated flow t -> neighbour, colour-coded
             (:func:`flowdeblur.viz.flow_to_color`), one upright PNG per frame, into this folder.
         progress: show a tqdm progress bar (frames/s) on stderr.
+        on_progress: called as ``on_progress(done, total)`` after each frame is written; an
+            exception it raises stops the run, as Ctrl-C does (no output is left).
         scene_cuts, ensemble: see :func:`deblur_frames`.
         precision: as for :func:`deblur_frames`, except that ``"auto"`` runs a video deeper
             than 8 bits in fp32 (bf16 keeps about 8 bits of each value).
         video_codec: "h264" stores a 10/12-bit video as H.264 High 10 rather than HEVC.
         chroma: "444" (default) or "420" (plays everywhere), the chroma of 8-bit H.264.
         resume: leave an output that is complete and carries the provenance this run would
-            record (:mod:`.provenance`: input, weights, options) as it is (``skipped`` in the
-            result); replace one of ours that differs, as ``overwrite`` does.
+            record (:mod:`.provenance`) as it is (``skipped``); replace one of ours that
+            differs, as ``overwrite`` does; continue a video from its finished chunks.
+        chunk_frames: a longer video output is made in chunks of this many frames, kept as
+            finished pieces until joined (:mod:`.chunks`); 0: in one go.
     Returns:
         A :class:`DeblurResult`.
     """
@@ -224,9 +194,13 @@ def deblur_video(
     flow_dir = Path(save_flow) if save_flow is not None else None
     # Cheap checks first, so a mistake costs nothing and writes nothing.
     _check_options(batch=batch, bits=bits, crf=crf, fps=fps, output=output)
+    check_chunk_frames(chunk_frames)
     check_ensemble(ensemble)
     if tile != 0:
         check_tiling(tile, tile_overlap)
+    options = dict(batch=batch, tile=tile, tile_overlap=tile_overlap, crf=crf, chroma=chroma,
+                   lossless=lossless, fps=fps, bits=bits, side_by_side=side_by_side,
+                   scene_cuts=scene_cuts, ensemble=ensemble, video_codec=video_codec)
     runtime = Runtime.resolve(device, precision)
     with contextlib.ExitStack() as held:
         # Held from the checks to the publishing, so no other flowdeblur run writes there.
@@ -234,37 +208,102 @@ def deblur_video(
             if target is not None:
                 held.enter_context(TargetLock(target, what))
         overwrite = overwrite or resume  # resume redoes an output of ours that differs
-        _prepare_destinations(output, flow_dir, inputs, overwrite=overwrite)
-        source = FrameSource(inputs[0] if len(inputs) == 1 else inputs)
-        if precision == "auto" and source.info is not None and source.info.bits > 8:
-            runtime = Runtime.resolve(device, "fp32")
-        model = model if model is not None else load_pretrained()
-        kind = output_kind(output)
-        record = make_provenance(source, Path(inputs[0]), model, kind=kind, options=dict(
-            crf=crf, chroma=chroma, lossless=lossless, fps=fps, bits=bits, tile=tile,
-            tile_overlap=tile_overlap, side_by_side=side_by_side, scene_cuts=scene_cuts,
-            ensemble=ensemble, video_codec=video_codec, save_flow=flow_dir is not None,
-            precision=runtime.precision, device=runtime.device.type))
-        if resume and is_current(output, flow_dir, record):
-            return DeblurResult(output=output, kind=kind, num_frames=len(source),
+        plan = plan_output(inputs, output, model=model, runtime=runtime, precision=precision,
+                           flow_dir=flow_dir, overwrite=overwrite, resume=resume,
+                           chunk_frames=chunk_frames, options=options)
+        if plan.skipped:
+            return DeblurResult(output=output, kind=plan.kind, num_frames=len(plan.source),
                                 seconds=0.0, skipped=True)
-        tile = _tile_for(source, tile, batch=batch, device=runtime.device)
-        sink = open_output(output, source, audio_from=inputs[0], crf=crf, lossless=lossless,
-                           fps=fps, bits=bits, side_by_side=side_by_side, overwrite=overwrite,
-                           video_codec=video_codec, chroma=chroma, provenance=record)
-        flow_sink = _flow_output(flow_dir, sink.names, overwrite=overwrite, provenance=record)
-        check_flow_wanted(model, flow_sink is not None)
-        start = time.perf_counter()
-        frames = _deblurred_frames(
-            source, model, side_by_side=side_by_side, want_flow=flow_sink is not None,
-            upright=sink.upright, runtime=runtime, batch=batch, tile=tile,
-            tile_overlap=check_tiling(tile, tile_overlap), scene_cuts=scene_cuts,
-            ensemble=ensemble,
-        )
-        done = _write_outputs(frames, sink, flow_sink, total=len(source), progress=progress)
+        if plan.jobs is not None:
+            return _in_chunks(plan, resume=resume, overwrite=overwrite, progress=progress,
+                              on_progress=on_progress)
+        return _in_one_go(plan, inputs[0], output, flow_dir, overwrite=overwrite,
+                          progress=progress, on_progress=on_progress)
+
+
+def _in_one_go(plan: OutputPlan, given: str | os.PathLike, output: Path, flow_dir: Path | None,
+               *, overwrite: bool, progress: bool,
+               on_progress: Callable[[int, int], None] | None) -> DeblurResult:
+    """Deblur the frames of ``plan`` into its output (and flows), published at the end."""
+    source, runtime = plan.source, plan.runtime
+    sink = open_output(output, source, audio_from=given, overwrite=overwrite,
+                       provenance=plan.record, **plan.write)
+    flow_sink = _flow_output(flow_dir, sink.names, overwrite=overwrite, provenance=plan.record)
+    check_flow_wanted(plan.model, flow_sink is not None)
+    start = time.perf_counter()
+    frames = deblurred_frames(
+        source, plan.model, side_by_side=plan.write["side_by_side"],
+        want_flow=flow_sink is not None, upright=sink.upright, runtime=runtime, **plan.run)
+    done = _write_outputs(frames, sink, flow_sink, total=len(source), progress=progress,
+                          on_progress=on_progress)
     return DeblurResult(output=output, kind=sink.kind, num_frames=done,
                         seconds=time.perf_counter() - start, notes=sink.notes,
                         runtime=runtime.describe())
+
+
+def _in_chunks(plan: OutputPlan, *, resume: bool, overwrite: bool, progress: bool,
+               on_progress: Callable[[int, int], None] | None) -> DeblurResult:
+    """Make the video of ``plan`` from its chunks (:func:`~.chunks.run_chunks`)."""
+    done = run_chunks(ChunkFolder(plan.jobs), plan.model, plan.runtime, resume=resume,
+                      overwrite=overwrite, total=len(plan.source), progress=progress,
+                      on_progress=on_progress)
+    return DeblurResult(output=plan.jobs[0].output, kind=plan.kind, num_frames=done.frames,
+                        seconds=done.seconds, notes=done.notes,
+                        runtime=plan.runtime.describe(), reused=done.reused,
+                        recomputed=done.recomputed)
+
+
+@dataclass
+class OutputPlan:
+    """What :func:`plan_output` decided for one output."""
+
+    source: FrameSource
+    kind: str  # as DeblurResult.kind
+    model: FlowDeblurNet
+    runtime: Runtime  # fp32 for a video deeper than 8 bits when the precision was "auto"
+    record: dict  # the provenance the output will carry
+    write: dict  # keyword arguments of open_output
+    run: dict  # keyword arguments of deblur_frames, the tile chosen
+    skipped: bool = False  # resume: the output is complete and current
+    jobs: list[PieceJob] | None = None  # a video made in chunks: one job per chunk
+
+
+def plan_output(inputs: list, output: Path, *, model: FlowDeblurNet | None, runtime: Runtime,
+                precision: str = "auto", flow_dir: Path | None = None, overwrite: bool,
+                resume: bool,
+                chunk_frames: int, options: dict) -> OutputPlan:
+    """The checks on where the output goes (and the removal of what a killed run there left),
+    then everything :func:`deblur_video` decides before its first frame: the source, the
+    model (None: the shipped weights), the precision, the provenance record, whether
+    ``resume`` skips the output, the tile, and for a video longer than ``chunk_frames`` its
+    chunks. ``precision``: as asked (``runtime`` resolves it). ``options``: the
+    output-shaping keyword arguments of :func:`deblur_video`."""
+    _prepare_destinations(output, flow_dir, inputs, overwrite=overwrite)
+    source = FrameSource(inputs[0] if len(inputs) == 1 else inputs)
+    if precision == "auto" and source.info is not None and source.info.bits > 8:
+        runtime = Runtime.resolve(runtime.device, "fp32")
+    model = model if model is not None else load_pretrained()
+    kind = output_kind(output)
+    o = options
+    record = make_provenance(source, Path(inputs[0]), model, kind=kind, options=dict(
+        crf=o["crf"], chroma=o["chroma"], lossless=o["lossless"], fps=o["fps"], bits=o["bits"],
+        tile=o["tile"], tile_overlap=o["tile_overlap"], side_by_side=o["side_by_side"],
+        scene_cuts=o["scene_cuts"], ensemble=o["ensemble"], video_codec=o["video_codec"],
+        save_flow=flow_dir is not None, precision=runtime.precision,
+        device=runtime.device.type))
+    write = {k: o[k] for k in ("crf", "lossless", "fps", "bits", "side_by_side",
+                               "video_codec", "chroma")}
+    plan = OutputPlan(source, kind, model, runtime, record, write, run={})
+    if resume and is_current(output, flow_dir, record):
+        plan.skipped = True
+        return plan
+    tile = _tile_for(source, o["tile"], batch=o["batch"], device=runtime.device)
+    plan.run = dict(batch=o["batch"], tile=tile, tile_overlap=check_tiling(tile,
+                    o["tile_overlap"]), scene_cuts=o["scene_cuts"], ensemble=o["ensemble"])
+    if kind == "video" and flow_dir is None and 0 < chunk_frames < len(source):
+        plan.jobs = piece_jobs(inputs, output, source, record, write=write, run=plan.run,
+                               chunk_frames=chunk_frames)
+    return plan
 
 
 def _prepare_destinations(output: Path, flow_dir: Path | None, inputs: list, *,
@@ -288,8 +327,9 @@ def _flow_output(flow_dir: Path | None, names: list[str], *, overwrite: bool,
     return flow_sink
 
 
-def _write_outputs(frames: Iterator[_OutputFrame], sink: Output, flow_sink: Output | None, *,
-                   total: int, progress: bool) -> int:
+def _write_outputs(frames: Iterator[OutputFrame], sink: Output, flow_sink: Output | None, *,
+                   total: int, progress: bool,
+                   on_progress: Callable[[int, int], None] | None = None) -> int:
     """Write every frame to ``sink`` (and its flow to ``flow_sink``); returns the count.
     Leaving the block publishes the outputs, the video first (its close() can still fail
     while flushing the encoder), or removes them all if anything failed."""
@@ -307,4 +347,6 @@ def _write_outputs(frames: Iterator[_OutputFrame], sink: Output, flow_sink: Outp
                 flow_sink.write(done, flow_to_color(frame.flow))
             done += 1
             bar.update(1)
+            if on_progress is not None:
+                on_progress(done, total)
     return done

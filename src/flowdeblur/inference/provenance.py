@@ -30,10 +30,11 @@ from ..media import FrameSource
 from ..media.atomic import file_sha256
 from ..media.ownership import read_provenance
 
-__all__ = ["input_digest", "is_current", "make_provenance", "weights_sha256"]
+__all__ = ["flowdeblur_version", "input_digest", "is_current", "make_provenance", "weights_sha256"]
 
 
-def _version() -> str:
+def flowdeblur_version() -> str:
+    """The installed flowdeblur's version ("unknown" when run from a source tree)."""
     try:
         return importlib.metadata.version("flowdeblur")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
@@ -77,7 +78,7 @@ def make_provenance(source: FrameSource, given: Path, model: nn.Module, *, kind:
     if kind != "video" or source.info is not None:
         drop.add("fps")  # only a video made from images takes it
     record = {
-        "flowdeblur": _version(),
+        "flowdeblur": flowdeblur_version(),
         "input": input_digest(source, given),
         "weights_sha256": weights_sha256(model),
         "options": {k: v for k, v in sorted(options.items()) if k not in drop},

@@ -98,39 +98,49 @@ def _check_frame(index: int, frame: torch.Tensor, size: tuple[int, int] | None) 
         )
 
 
-def _checked(frames: Iterable[torch.Tensor | np.ndarray]) -> Iterator[torch.Tensor]:
-    """The frames as (3, H, W) float tensors, each checked to be the size of the first."""
+def _checked(frames: Iterable[torch.Tensor | np.ndarray],
+             first: int = 0) -> Iterator[torch.Tensor]:
+    """The frames as (3, H, W) float tensors, each checked to be the size of the first;
+    ``first``: the index of the first one in its stream (for messages)."""
     size = None
-    for index, item in enumerate(frames):
+    for index, item in enumerate(frames, first):
         frame = as_frame(index, item)
         _check_frame(index, frame, size)
         size = tuple(frame.shape[-2:])
         yield frame
 
 
-def frame_triples(frames: Iterable[torch.Tensor | np.ndarray]) -> Iterator[FrameTriple]:
+def frame_triples(frames: Iterable[torch.Tensor | np.ndarray], *, start: int = 0,
+                  stop: int | None = None) -> Iterator[FrameTriple]:
     """Lazily pair every frame of ``frames`` with its neighbours (see :class:`FrameTriple`).
 
     Holds frames t-1, t and t+1 only. A one-frame stream warns (:data:`SINGLE_FRAME_WARNING`).
     Frames are :data:`ACCEPTED_FRAMES`. Raises ValueError naming the frame's index for any
     other frame (a NaN or infinite value included), UserError for one whose size differs from
     the first frame's.
+
+    ``start``, ``stop``: the triples of frames ``start`` .. ``stop - 1`` only (``stop`` None:
+    to the end), each as the whole stream pairs it. ``frames`` then begins at frame
+    ``start - 1`` (at frame 0 when ``start`` is 0) and frame ``stop`` is read, if it exists,
+    only to pair the frames beside it: a window of a long stream, with one frame of overlap on
+    each side.
     """
-    source = _checked(frames)
+    t = max(start - 1, 0)  # the index of the first frame given
+    source = _checked(frames, t)
     first = next(source, None)
     if first is None:
         return
-    window = {0: first}  # index -> frame, for t-1, t, t+1
-    t = 0
-    while True:
+    window = {t: first}  # index -> frame, for t-1, t, t+1
+    while stop is None or t < stop:
         ahead = next(source, None)
         if ahead is not None:
             window[t + 1] = ahead
         elif t == 0:
             warnings.warn(SINGLE_FRAME_WARNING, UserWarning, stacklevel=3)
-        # Whether frame t+1 exists is all the pairing rule needs to know of the length.
-        paired, other = neighbours(t, t + 2 if ahead is not None else t + 1)
-        yield FrameTriple(t, window[t], window[paired], window[other])
+        if t >= start:
+            # Whether frame t+1 exists is all the pairing rule needs to know of the length.
+            paired, other = neighbours(t, t + 2 if ahead is not None else t + 1)
+            yield FrameTriple(t, window[t], window[paired], window[other])
         window.pop(t - 1, None)
         if ahead is None:
             return

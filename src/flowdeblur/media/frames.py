@@ -122,12 +122,13 @@ class FrameSource:
                 self._num_frames = count_video_packets(self._path)
         return self._num_frames
 
-    def iterate_with_pts(self) -> Iterator[SourceFrame]:
-        """Yield ``SourceFrame(index, name or None, image (3, H, W) float32, pts or None)``."""
+    def iterate_with_pts(self, start: int = 0) -> Iterator[SourceFrame]:
+        """Yield ``SourceFrame(index, name or None, image (3, H, W) float32, pts or None)``,
+        from frame ``start`` (a video's earlier frames are decoded, not converted)."""
         if self.kind == "video":
-            decoded = 0
+            decoded = start
             with VideoReader(self._path) as reader:
-                for timed in reader.iterate_with_pts():
+                for timed in reader.iterate_with_pts(start):
                     yield SourceFrame(decoded, None, timed.image, timed.pts)
                     decoded += 1
             message = shortfall_warning(self._path, self.info, decoded)
@@ -135,6 +136,8 @@ class FrameSource:
                 warnings.warn(message, UserWarning, stacklevel=2)
             return
         for i, (path, name) in enumerate(zip(self.paths, self.names, strict=True)):
+            if i < start:
+                continue
             frame = read_image(path)
             if (frame.shape[1], frame.shape[2]) != (self.height, self.width):
                 raise UserError(

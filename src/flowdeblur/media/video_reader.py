@@ -376,10 +376,12 @@ class VideoReader:
             yield frame
             frame = self._next_frame()
 
-    def iterate_with_pts(self) -> Iterator[TimedFrame]:
-        """Yield ``TimedFrame(image (3, H, W) float32, pts in info.time_base units or None)``."""
-        for frame in self._av_frames():
-            yield TimedFrame(_frame_to_tensor(frame), frame.pts)
+    def iterate_with_pts(self, start: int = 0) -> Iterator[TimedFrame]:
+        """Yield ``TimedFrame(image (3, H, W) float32, pts in info.time_base units or None)``;
+        from frame ``start`` (the frames before it are decoded, not converted)."""
+        for index, frame in enumerate(self._av_frames()):
+            if index >= start:
+                yield TimedFrame(_frame_to_tensor(frame), frame.pts)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         for timed in self.iterate_with_pts():

@@ -18,6 +18,7 @@ dependency (the ``int8`` extra).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 import torch
@@ -39,11 +40,21 @@ QParams = dict[str, tuple[float, int]]
 
 def torchao_modules():
     """torchao's pt2e entry points, or UserError naming the extra that provides them."""
+    # torchao's import logs a warning for each of its GPU kernel libraries that cannot load on
+    # a CPU-only torch, and torch one about an enum torchao registers: neither concerns int8
+    # on the CPU, so they are kept off the user's terminal.
+    quiet = [logging.getLogger(name) for name in ("torchao", "torch.utils._pytree")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
     try:
         from torchao.quantization.pt2e import quantize_pt2e
         from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
     except ImportError:
         raise UserError("precision int8 needs torchao: pip install 'flowdeblur[int8]'") from None
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
     return quantize_pt2e, x86_inductor_quantizer
 
 

@@ -54,6 +54,7 @@ def tensors_sha256(model: nn.Module) -> str:
 
 
 def _versions() -> dict[str, str]:
+    int8.torchao_modules()  # imports torchao quietly, or says which extra provides it
     import torchao
 
     return {"torch": torch.__version__, "torchao": torchao.__version__}
