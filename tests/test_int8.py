@@ -42,7 +42,7 @@ def test_scales_are_read_only_for_the_same_weights_and_versions(tmp_path, weight
     model = load_weights(weights)
     own = tmp_path / "own.safetensors"
     save_weights(model, own)
-    record = {"format": scales.FORMAT, "weights_sha256": scales.tensors_sha256(model),
+    record = {"format": scales.FORMAT, "weights_sha256": scales.weights_sha256(model),
               **scales._versions(), "calibration": scales.CALIBRATION,
               "qparams": {"activation_post_process_0": [0.01, 3]}}
     scales.scales_path(own).write_text(json.dumps(record))

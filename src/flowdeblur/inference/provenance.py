@@ -23,12 +23,12 @@ import importlib.metadata
 import json
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..media import FrameSource
 from ..media.atomic import file_sha256
 from ..media.ownership import read_provenance
+from ..weights import weights_sha256
 
 __all__ = ["flowdeblur_version", "input_digest", "is_current", "make_provenance", "weights_sha256"]
 
@@ -51,17 +51,6 @@ def input_digest(source: FrameSource, given: Path) -> dict:
     for path in source.paths:
         digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
     return {"bytes": sum(p.stat().st_size for p in source.paths), "sha256": digest.hexdigest()}
-
-
-def weights_sha256(model: nn.Module) -> str:
-    """SHA-256 of a network's weights: every state-dict entry's name, dtype, shape and
-    bytes, in order (the same for the same weights whichever file or device they came from)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def make_provenance(source: FrameSource, given: Path, model: nn.Module, *, kind: str,

@@ -10,6 +10,7 @@ Shipped weights live beside this file and load offline.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import NamedTuple
@@ -176,6 +177,17 @@ def _stated_config(weights: WeightsFile, path: PathLike, *, required: bool) -> d
     if not isinstance(config, dict):
         raise UserError(f"{path}: its model description is not a JSON object: {text[:80]}")
     return config
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 of a network's weights: every state-dict entry's name, dtype, shape and bytes,
+    in order (the same for the same weights whichever file or device they came from)."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def load_pretrained(**model_kwargs) -> FlowDeblurNet:

@@ -14,7 +14,6 @@ measured on the spot (a few seconds) and the file is not written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ from ..data.synthetic import make_clip
 from ..errors import UserError
 from ..media.atomic import PathLike, atomic_write_text
 from ..runtime import int8
+from . import weights_sha256
 
 FORMAT = "flowdeblur-int8-scales"
 
@@ -40,17 +40,6 @@ def scales_path(weights_path: PathLike) -> Path:
     """Where the int8 scales of ``weights_path`` live: ``a.safetensors`` -> ``a.int8.json``."""
     path = Path(weights_path)
     return path.with_name(path.stem + SCALES_SUFFIX)
-
-
-def tensors_sha256(model: nn.Module) -> str:
-    """SHA-256 of a network's weights: every state-dict entry's name, dtype, shape and bytes,
-    in order (the same for the same weights whichever file or device they came from)."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        tensor = tensor.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\n".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -82,7 +71,7 @@ def _eval_copy(model: nn.Module) -> nn.Module:
 
 def write_scales(model: nn.Module, weights_path: PathLike) -> Path:
     """Calibrate ``model`` (loaded from ``weights_path``) and write its scales file."""
-    record = {"format": FORMAT, "weights_sha256": tensors_sha256(model), **_versions(),
+    record = {"format": FORMAT, "weights_sha256": weights_sha256(model), **_versions(),
               "calibration": CALIBRATION,
               "qparams": {k: list(v) for k, v in calibrate_on_synthetic_scenes(model).items()}}
     path = scales_path(weights_path)
@@ -101,7 +90,7 @@ def read_scales(model: nn.Module, weights_path: PathLike | None) -> int8.QParams
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         current = (record["format"] == FORMAT
-                   and record["weights_sha256"] == tensors_sha256(model)
+                   and record["weights_sha256"] == weights_sha256(model)
                    and all(record[k] == v for k, v in _versions().items()))
         if not current:
             return None
