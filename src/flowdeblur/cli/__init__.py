@@ -15,12 +15,13 @@ from collections.abc import Iterator
 
 from .. import __version__
 from ..errors import OptionError, UserError
-from . import batch, bench, deblur, demo, import_release, info, synth, train
+from . import batch, bench, deblur, demo, export, import_release, info, serve, synth, train
 from . import eval as eval_command
 from .common import one_line_warnings
 
 #: The subcommands, in the order ``--help`` lists them.
-COMMANDS = (deblur, batch, demo, train, eval_command, synth, bench, import_release, info)
+COMMANDS = (deblur, batch, demo, serve, train, eval_command, synth, bench, import_release,
+            export, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
