@@ -47,7 +47,7 @@ def run(*args) -> int:
 def _identity_weights(monkeypatch):
     import flowdeblur.cli.deblur as cli_deblur
 
-    monkeypatch.setattr(cli_deblur, "load_model", lambda path: Identity())
+    monkeypatch.setattr(cli_deblur, "load_model", lambda path, *rest: Identity())
 
 
 def _contents(folder: Path) -> dict[str, bytes]:

@@ -127,6 +127,6 @@ def test_bad_shapes_are_rejected():
 
 
 def test_backend_names_and_auto_resolution():
-    assert set(BACKENDS) == {"auto", "reference", "torch", "cpu", "triton"}
+    assert set(BACKENDS) == {"auto", "reference", "torch", "cpu", "triton", "scan"}
     assert resolve_backend("auto", "cpu") in ("cpu", "torch")
     assert resolve_backend("reference", "cpu") == "reference"

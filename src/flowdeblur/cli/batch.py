@@ -15,7 +15,13 @@ import sys
 
 from ..errors import OptionError
 from ..inference.batch import ENGINES, BatchResult, parse_shard, plan_batch, run_batch
-from .common import add_deblur_options, check_deblur_options, deblur_options, load_model
+from .common import (
+    add_deblur_options,
+    check_deblur_options,
+    deblur_options,
+    load_exported,
+    load_model,
+)
 from .deblur import speed
 
 
@@ -101,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
               + (f" in shard {args.shard}" if shard else "")
               + ("; nothing written (--dry-run)" if args.dry_run else ""))
         return 0
-    model = load_model(args.weights, args.precision)
+    model = (load_model(args.weights, args.precision) if args.backend == "torch"
+             else load_exported(args))
     options = deblur_options(args)
     if args.engine == "ray":
         from ..inference.ray_engine import run_batch_ray  # Ray is imported only when asked

@@ -11,14 +11,22 @@ from collections.abc import Iterator
 
 from tqdm import tqdm
 
-from ..errors import UserError
+from ..errors import OptionError, UserError
 from ..inference.chunks import DEFAULT_CHUNK_FRAMES
 from ..inference.ensemble import ENSEMBLE_SIZES, check_ensemble
 from ..media.video_writer import CHROMA_CHOICES, DEFAULT_CHROMA, DEFAULT_CRF
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
+from ..runtime.backends import (
+    BACKENDS,
+    ONNX_SUFFIX,
+    ExportedNetwork,
+    backend_precision,
+    check_backend,
+)
 from ..weights import PRETRAINED, load_pretrained, load_weights
 from ..weights.int8 import attach_scales
+from ..weights.onnx_export import open_exported
 
 
 @contextlib.contextmanager
@@ -49,6 +57,16 @@ def load_model(weights: str | None, precision: str = "auto") -> FlowDeblurNet:
     if precision == "int8":
         attach_scales(model, weights if weights is not None else PRETRAINED)
     return model
+
+
+def load_exported(args: argparse.Namespace) -> ExportedNetwork:
+    """What ``deblur`` and ``batch`` run for ``--backend onnxruntime|openvino``: the exported
+    model (``--weights MODEL.onnx``, or the cached export of the weights of
+    :func:`load_model`) loaded in that runtime."""
+    onnx_given = args.weights is not None and args.weights.lower().endswith(ONNX_SUFFIX)
+    model = None if onnx_given else load_model(args.weights)
+    return open_exported(args.backend, args.weights, model,
+                         precision=backend_precision(args.backend, args.precision))
 
 
 # ----------------------------------------------------------------------------- shared options
@@ -101,7 +119,12 @@ def add_deblur_options(p: argparse.ArgumentParser, outputs: str) -> argparse._Ar
 
 
 def check_deblur_options(args: argparse.Namespace) -> None:
-    """Refuse a wrong device, precision or ensemble size before any weights load."""
+    """Refuse a wrong backend, device, precision or ensemble size before any weights load."""
+    check_backend(args.backend, args.weights, device=args.device)
+    if args.backend != "torch":
+        backend_precision(args.backend, args.precision)
+        if getattr(args, "engine", "local") != "local":
+            raise OptionError("backend", f"{{option}} {args.backend} runs with --engine local")
     Runtime.resolve(args.device, args.precision)
     check_ensemble(args.ensemble)
 
@@ -111,6 +134,14 @@ def add_deblur_run_options(p: argparse._ArgumentGroup) -> None:
     tiles, self-ensemble, scene cuts (read back by :func:`deblur_options`)."""
     add_runtime_options(p, auto_precision="bf16 on CUDA and on CPUs with native bf16 "
                         "(AVX512-BF16, AMX), else fp32")
+    p.add_argument(
+        "--backend", choices=BACKENDS, default="torch",
+        help="torch (default): the PyTorch network; onnxruntime or openvino: the exported "
+        "model (--weights MODEL.onnx from `flowdeblur export`, or else an export of the "
+        "weights made once and cached), on the CPU, from the onnx / openvino extra; "
+        "--precision there: onnxruntime fp32 only, openvino fp32 or bf16 (auto: the "
+        "plugin's default)",
+    )
     p.add_argument(
         "--batch", type=int, default=1, metavar="N",
         help="frames per network call (tiles per call with --tile); default 1 (many files "
@@ -197,8 +228,11 @@ def deblur_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :func:`flowdeblur.inference.deblur_video` that the options of
     :func:`add_deblur_run_options`, :func:`add_output_options` and
     :func:`add_overwrite_options` set."""
+    device, precision = args.device, args.precision
+    if args.backend != "torch":  # an exported model: the CPU, the precision it runs in
+        device, precision = "cpu", backend_precision(args.backend, args.precision)
     return dict(
-        device=args.device, precision=args.precision, batch=args.batch, tile=args.tile,
+        device=device, precision=precision, batch=args.batch, tile=args.tile,
         tile_overlap=args.tile_overlap, ensemble=args.ensemble,
         scene_cuts=not args.no_scene_cuts, crf=args.crf, chroma=args.chroma,
         lossless=args.lossless, video_codec=None if args.codec == "auto" else args.codec,

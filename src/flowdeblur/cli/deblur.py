@@ -13,7 +13,13 @@ from __future__ import annotations
 import argparse
 
 from ..inference import deblur_video
-from .common import add_deblur_options, check_deblur_options, deblur_options, load_model
+from .common import (
+    add_deblur_options,
+    check_deblur_options,
+    deblur_options,
+    load_exported,
+    load_model,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,7 +58,8 @@ def speed(frames_per_second: float) -> str:
 def run(args: argparse.Namespace) -> int:
     # Resolved before the weights load, so a wrong option costs nothing.
     check_deblur_options(args)
-    model = load_model(args.weights, args.precision)
+    model = (load_model(args.weights, args.precision) if args.backend == "torch"
+             else load_exported(args))
     result = deblur_video(
         args.inputs if len(args.inputs) > 1 else args.inputs[0],
         args.output,
@@ -67,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     what = {"video": "video", "images": "folder", "image": "image"}[result.kind]
     print(
         f"wrote {result.num_frames} frame{'s' * (result.num_frames != 1)} to {what} "
-        f"{result.output} ({speed(result.frames_per_second)}, {result.runtime})"
+        f"{result.output} ({speed(result.frames_per_second)}, "
+        f"{result.runtime if args.backend == 'torch' else model.describe()})"
     )
     if result.reused or args.resume:
         print(f"resumed: {result.reused} frames from finished chunks, {result.deblurred} "

@@ -24,6 +24,7 @@ import torch
 from ..errors import OptionError, UserError
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
+from ..runtime.backends import prepare_forward
 from .ensemble import check_ensemble, self_ensemble
 from .forward import Deblurred, Forward, run_network
 from .scene_cuts import is_scene_cut
@@ -144,7 +145,7 @@ def deblur_image_pair(
 
     frames = (prep(frame_t, True), prep(frame_next, model.in_frames >= 2),
               prep(frame_prev, model.in_frames == 3))
-    forward = self_ensemble(runtime.prepare(model), ensemble)
+    forward = self_ensemble(prepare_forward(runtime, model), ensemble)
     out = _deblur_batch(forward, *frames, tile=tile, overlap=tile_overlap,
                         batch=1, want_flow=return_flow)
     image = out.image.to(frame_t.device)
@@ -180,7 +181,9 @@ def deblur_frames(
     warning: the flow guidance is then off). 'bidirectional' models also get t-1 (mirrored at
     the ends); 'single_frame' ones see frame t only. Holds at most ``batch + 2`` input frames,
     so memory stays bounded however long the input is. Runs through ``runtime.prepare(model)``
-    (resolved from ``device`` and ``precision`` unless given), without gradients. The outputs
+    (resolved from ``device`` and ``precision`` unless given), without gradients; an exported
+    model (:class:`~flowdeblur.runtime.backends.ExportedNetwork`) runs in its own runtime
+    instead. The outputs
     have the form of the inputs: tensors give tensors, NumPy frames give NumPy frames.
 
     Args:
@@ -209,7 +212,7 @@ def deblur_frames(
     check_ensemble(ensemble)
     runtime = _runtime(runtime, device, precision)
     check_flow_wanted(model, return_flow)
-    forward = self_ensemble(runtime.prepare(model), ensemble)
+    forward = self_ensemble(prepare_forward(runtime, model), ensemble)
 
     def deblur(given: Iterable[torch.Tensor | np.ndarray]) -> Iterator:
         return _deblur_stream(

@@ -6,6 +6,8 @@ Backends, all computing the same function:
 reference  Python loop under autograd (``rnn_reference``). Slow; the ground truth.
 torch      vectorised PyTorch loop with a hand-written backward (``rnn_torch``); any device.
 cpu        compiled CPU kernel, forward and backward (``rnn_cpu``, numba).
+scan       chunked linear scan in standard operations under autograd (``rnn_scan``): what
+           an ONNX export of the network runs; any device.
 triton     Triton GPU kernels, forward and backward (``rnn_triton``).
 auto       triton on CUDA, cpu on CPU; falls back to torch with a one-time warning.
 ========== =============================================================================
@@ -22,9 +24,10 @@ from . import rnn_cpu
 from .rnn_contract import check_rnn_inputs
 from .rnn_cpu import spatial_rnn_cpu
 from .rnn_reference import spatial_rnn_reference
+from .rnn_scan import spatial_rnn_scan
 from .rnn_torch import spatial_rnn_torch
 
-BACKENDS = ("auto", "reference", "torch", "cpu", "triton")
+BACKENDS = ("auto", "reference", "torch", "cpu", "triton", "scan")
 
 _warned: set[str] = set()
 
@@ -42,6 +45,8 @@ def _load(backend: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
         return spatial_rnn_torch
     if backend == "cpu":
         return spatial_rnn_cpu
+    if backend == "scan":
+        return spatial_rnn_scan
     if backend == "triton":
         return _triton().spatial_rnn_triton
     raise ValueError(f"unknown spatial_rnn backend {backend!r}; choose one of {BACKENDS}")
@@ -57,7 +62,7 @@ def _triton():
 def backend_available(backend: str, device: torch.device | str = "cpu") -> bool:
     """Whether ``backend`` can run on ``device`` in this environment."""
     device = torch.device(device)
-    if backend in ("reference", "torch"):
+    if backend in ("reference", "torch", "scan"):
         return True
     if backend == "cpu":
         return device.type == "cpu" and rnn_cpu.is_available()
@@ -99,7 +104,8 @@ def spatial_rnn(x: torch.Tensor, w: torch.Tensor, *, backend: str = "auto") -> t
     Args:
         x: (N, C, H, W) features.
         w: (N, 4C, H, W) gates, expected in (-1, 1) (the network makes them with tanh).
-        backend: one of ``"auto"``, ``"reference"``, ``"torch"``, ``"cpu"``, ``"triton"``.
+        backend: one of ``"auto"``, ``"reference"``, ``"torch"``, ``"cpu"``, ``"triton"``,
+            ``"scan"``.
     Returns:
         (N, 4C, H, W): the four directional outputs concatenated in the order above.
         Differentiable in ``x`` and ``w``.

@@ -22,6 +22,7 @@ from safetensors.torch import save as serialize
 from ..errors import UserError
 from ..media.atomic import PathLike, atomic_write_bytes
 from ..models import FlowDeblurNet
+from ..runtime.backends import ExportedNetwork
 from ..runtime.device import PRECISIONS  # name -> dtype, the storage dtypes too
 
 #: The weights shipped inside the package (trained on synthetic data only; see README).
@@ -181,7 +182,11 @@ def _stated_config(weights: WeightsFile, path: PathLike, *, required: bool) -> d
 
 def weights_sha256(model: torch.nn.Module) -> str:
     """SHA-256 of a network's weights: every state-dict entry's name, dtype, shape and bytes,
-    in order (the same for the same weights whichever file or device they came from)."""
+    in order (the same for the same weights whichever file or device they came from). For an
+    exported model (:class:`~flowdeblur.runtime.backends.ExportedNetwork`), the digest of
+    the weights it was exported from, as its metadata records it."""
+    if isinstance(model, ExportedNetwork):
+        return model.weights_sha256
     digest = hashlib.sha256()
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous().reshape(-1)
