@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -438,3 +439,28 @@ def test_cuda_deblur_command_reports_the_graph_runtime(tmp_path, capsys, weights
                  str(weights), "--device", "cuda", "--no-progress"]) == 0
     assert "bf16 channels_last graph" in capsys.readouterr().out
     assert len(list((tmp_path / "out").iterdir())) == 2
+
+
+@pytest.mark.parametrize("frames, compiler, mode", [
+    (device_rules.COMPILE_MIN_FRAMES, "/usr/bin/g++", "compile"),
+    (device_rules.COMPILE_MIN_FRAMES - 1, "/usr/bin/g++", "eager"),  # a short clip
+    (None, "/usr/bin/g++", "eager"),  # length unknown
+    (device_rules.COMPILE_MIN_FRAMES, None, "eager"),  # nothing to compile with
+])
+def test_auto_mode_compiles_long_bf16_inputs_on_the_cpu(monkeypatch, frames, compiler, mode):
+    monkeypatch.setattr(device_rules, "cpu_computes_bf16", lambda: True)
+    monkeypatch.setattr(device_rules, "cpp_compiler", lambda: compiler)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime = Runtime.resolve("cpu", "auto", frames=frames)
+    assert (runtime.precision, runtime.mode) == ("bf16", mode)
+    assert runtime.freeze == (mode == "compile")
+    assert any("no C++ compiler" in str(w.message) for w in caught) == (
+        compiler is None and frames is not None)
+    # The same rule once the length is known; a tiled run stays eager; a mode asked stays.
+    later = Runtime.resolve("cpu", "auto").for_frames(frames or 0)
+    assert later.mode == (mode if frames is not None else "eager")
+    assert Runtime.resolve("cpu", "auto").for_frames(500, tiled=True).mode == "eager"
+    assert Runtime.resolve("cpu", "auto", "eager").for_frames(500).mode == "eager"
+    assert Runtime.resolve("cpu", "fp32", frames=500).mode == "eager"  # measured for bf16 only
+    assert Runtime.resolve("cpu", "auto", purpose="report", frames=500).mode == "eager"

@@ -298,6 +298,7 @@ def plan_output(inputs: list, output: Path, *, model: FlowDeblurNet | None, runt
         plan.skipped = True
         return plan
     tile = _tile_for(source, o["tile"], batch=o["batch"], device=runtime.device)
+    plan.runtime = runtime.for_frames(len(source), tiled=tile is not None)
     plan.run = dict(batch=o["batch"], tile=tile, tile_overlap=check_tiling(tile,
                     o["tile_overlap"]), scene_cuts=o["scene_cuts"], ensemble=o["ensemble"])
     if kind == "video" and flow_dir is None and 0 < chunk_frames < len(source):

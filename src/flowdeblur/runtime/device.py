@@ -6,6 +6,9 @@ both resolve through these functions, so ``"auto"`` means the same thing everywh
 
 from __future__ import annotations
 
+import os
+import shutil
+import warnings
 from pathlib import Path
 
 import torch
@@ -104,6 +107,43 @@ def resolve_precision(precision: str, device: torch.device, purpose: str = "debl
     if precision == "fp16" and device.type == "cpu":
         raise UserError("precision fp16 needs a CUDA device; on CPU use bf16 or fp32")
     return precision
+
+
+#: Frames from which ``deblur``'s mode "auto" compiles the forward on a CPU with native bf16.
+#: At 720p on a 2-core AMX Xeon a compiled bf16 forward took 562 ms against 829 ms eager, and
+#: its first call 2.2 s with inductor's cache warm, 27.7 s cold (references/cpu_speed.py;
+#: docs/BENCHMARKS.md, "CPU speed plan"): a compile pays for itself within 100 frames even
+#: cold, and costs more than it saves on a short clip.
+COMPILE_MIN_FRAMES = 100
+
+
+def cpp_compiler() -> str | None:
+    """The C++ compiler inductor would use on the CPU (``$CXX``, else g++, c++ or clang++),
+    or None when there is none: then nothing can be compiled for the CPU."""
+    names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+    return next((path for path in map(shutil.which, names) if path), None)
+
+
+def auto_mode(device: torch.device, precision: str, purpose: str, frames: int | None) -> str:
+    """What mode "auto" means: "graph" on CUDA for deblurring (one capture per frame shape);
+    "compile" for deblurring ``frames`` >= :data:`COMPILE_MIN_FRAMES` frames in bf16 on a CPU
+    (bf16 there means native bf16) when a C++ compiler exists, and always for int8; else
+    "eager"."""
+    if precision == "int8":  # the int8 convolutions exist only in the compiled graph
+        if cpp_compiler() is None:
+            raise UserError("precision int8 compiles the network and needs a C++ compiler "
+                            "(g++, c++, clang++ or $CXX)")
+        return "compile"
+    if purpose != "deblur":
+        return "eager"
+    if device.type == "cuda":
+        return "graph"
+    if precision == "bf16" and frames is not None and frames >= COMPILE_MIN_FRAMES:
+        if cpp_compiler() is not None:
+            return "compile"
+        warnings.warn("no C++ compiler found (g++, c++, clang++ or $CXX): running the "
+                      "network uncompiled, slower on long videos", UserWarning, stacklevel=3)
+    return "eager"
 
 
 def autocast_dtype(precision: str) -> torch.dtype | None:

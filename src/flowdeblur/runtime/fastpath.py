@@ -25,6 +25,7 @@ lets it be captured in a CUDA graph at all (capture fails on a sync), and
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -149,6 +150,7 @@ class FastForward:
 
         if compile_mode is None:
             return forward
+        _compile_settings()
         if freeze:
             # Freezing folds the (constant) weights into the graph: layout conversions and casts
             # happen once at compile time. It needs inductor options, which torch.compile will
@@ -247,6 +249,20 @@ def _finish(out: torch.Tensor | dict, *, clone: bool) -> torch.Tensor | FlowDebl
     if clone:
         image, flows = image.clone(), [f.clone() for f in flows]
     return FlowDeblurOutput(image=image, flows=flows, padded_size=out["padded_size"])
+
+
+def _compile_settings() -> None:
+    """Inductor's on-disk cache in the user's cache folder (``$TORCHINDUCTOR_CACHE_DIR``
+    wins), so a frame size compiled once starts in seconds in later runs; and room for
+    recompiles: every chunk of a long video prepares its own copy of the network, and each
+    new copy recompiles (from that cache) under dynamo's guards."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".cache")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, "flowdeblur", "inductor")
+    import torch._dynamo  # imported here: loading dynamo takes seconds
+
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
 
 def _inference_net(

@@ -8,14 +8,16 @@ path ``deblur`` runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ..errors import UserError
 from .device import (
+    auto_mode,
     autocast_dtype,
     default_channels_last,
     resolve_device,
@@ -37,6 +39,7 @@ class Runtime:
         "int8" (CPU: quantized convolutions, compiled; :mod:`flowdeblur.runtime.int8`).
     channels_last: weights and inputs in NHWC (tensor-core convolutions) instead of NCHW.
     mode: one of :data:`MODES`.
+    mode_asked: the mode as given to :meth:`resolve` (:meth:`for_frames` redoes an "auto").
     freeze: a compiled forward folds the weights in as constants (on the CPU this lets
         inductor hand oneDNN prepacked weights); set by :meth:`resolve` for CPU compiles.
     """
@@ -46,6 +49,7 @@ class Runtime:
     channels_last: bool
     mode: str
     freeze: bool = False
+    mode_asked: str = field(default="auto", compare=False)  # not how it runs: not compared
 
     @classmethod
     def resolve(
@@ -56,21 +60,22 @@ class Runtime:
         *,
         purpose: str = "deblur",
         channels_last: bool | None = None,
+        frames: int | None = None,
     ) -> Runtime:
         """Resolve every ``"auto"`` and check the combination; UserError if impossible.
 
         device "auto": CUDA when available, else CPU. precision "auto": for ``purpose``
         "deblur", bf16 on CUDA and on CPUs with native bf16 (avx512_bf16 or amx_bf16 flags),
         else fp32; for "report" (evaluation, demo, benchmarks, golden outputs), fp32. mode
-        "auto": "graph" on CUDA for "deblur" (a video's frames share one shape, so one capture
-        serves them all), else "eager". channels_last None: on for CUDA, off for CPU.
+        "auto": :func:`~.device.auto_mode` (graph on CUDA for "deblur"; on a CPU with native
+        bf16, compile for a "deblur" of ``frames`` >= 100 frames; else eager). channels_last
+        None: on for CUDA, off for CPU.
         """
         dev = resolve_device(device)
         precision = resolve_precision(precision, dev, purpose)
-        if mode == "auto" and precision == "int8":
-            mode = "compile"  # the int8 convolutions exist only in the compiled graph
+        asked = mode
         if mode == "auto":
-            mode = "graph" if dev.type == "cuda" and purpose == "deblur" else "eager"
+            mode = auto_mode(dev, precision, purpose, frames)
         if precision == "int8" and mode != "compile":
             raise UserError(f"precision int8 runs compiled; mode {mode!r} does not apply")
         if mode not in MODES:
@@ -81,7 +86,17 @@ class Runtime:
         if channels_last is None:
             channels_last = default_channels_last(dev)
         return cls(device=dev, precision=precision, channels_last=channels_last, mode=mode,
-                   freeze=mode == "compile" and dev.type == "cpu")
+                   freeze=mode == "compile" and dev.type == "cpu", mode_asked=asked)
+
+    def for_frames(self, frames: int, *, tiled: bool = False) -> Runtime:
+        """This runtime for an input of ``frames`` frames: a mode asked as "auto" is chosen
+        again knowing the length (and eager for a tiled run, whose tiles differ in shape)."""
+        if self.mode_asked != "auto":
+            return self
+        mode = "eager" if tiled and self.precision != "int8" else \
+            auto_mode(self.device, self.precision, "deblur", frames)
+        return dataclasses.replace(self, mode=mode,
+                                   freeze=mode == "compile" and self.device.type == "cpu")
 
     @property
     def amp_dtype(self) -> torch.dtype | None:
