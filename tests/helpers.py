@@ -72,6 +72,29 @@ def make_video(path: Path, frames, *, fps=24, rotation=0, audio=None, pts=None, 
     return path
 
 
+def make_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
+    """A mono 16-bit tone of ``seconds`` at ``rate`` Hz, as a WAV file (an audio stream to mux)."""
+    import wave
+
+    samples = (torch.arange(int(seconds * rate)) * 0.05).sin().mul(8000).to(torch.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.numpy().tobytes())
+    return path
+
+
+def use_model_in_cli(monkeypatch, model: nn.Module) -> None:
+    """Make ``flowdeblur deblur`` and ``flowdeblur batch`` run ``model`` whatever weights
+    they are given."""
+    import flowdeblur.cli.batch as cli_batch
+    import flowdeblur.cli.deblur as cli_deblur
+
+    monkeypatch.setattr(cli_batch, "load_model", lambda path, *rest: model)
+    monkeypatch.setattr(cli_deblur, "load_model", lambda path, *rest: model)
+
+
 def snapshot(folder: Path) -> set[str]:
     """Every path under ``folder``, hidden ones included."""
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}

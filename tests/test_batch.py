@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import Identity, make_video, smooth_frames, snapshot
+from helpers import Identity, make_video, smooth_frames, snapshot, use_model_in_cli
 
 from flowdeblur.cli import main
 from flowdeblur.errors import UserError
@@ -32,13 +32,8 @@ CALLS: list[int] = []
 
 @pytest.fixture(autouse=True)
 def _identity_weights(monkeypatch):
-    import flowdeblur.cli.batch as cli_batch
-    import flowdeblur.cli.deblur as cli_deblur
-
     CALLS.clear()
-    model = Identity(on_forward=lambda: CALLS.append(1))
-    monkeypatch.setattr(cli_batch, "load_model", lambda path, *rest: model)
-    monkeypatch.setattr(cli_deblur, "load_model", lambda path, *rest: model)
+    use_model_in_cli(monkeypatch, Identity(on_forward=lambda: CALLS.append(1)))
 
 
 def batch(*args) -> int:

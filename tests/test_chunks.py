@@ -17,7 +17,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers import Identity, make_video, smooth_frames
+from helpers import Identity, make_video, smooth_frames, use_model_in_cli
 
 from flowdeblur.cli import main
 from flowdeblur.inference.chunks import pieces_folder, plan_chunks
@@ -35,13 +35,8 @@ CALLS: list[int] = []
 
 @pytest.fixture(autouse=True)
 def _identity_weights(monkeypatch):
-    import flowdeblur.cli.batch as cli_batch
-    import flowdeblur.cli.deblur as cli_deblur
-
     CALLS.clear()
-    model = Identity(on_forward=lambda: CALLS.append(1))
-    monkeypatch.setattr(cli_batch, "load_model", lambda path, *rest: model)
-    monkeypatch.setattr(cli_deblur, "load_model", lambda path, *rest: model)
+    use_model_in_cli(monkeypatch, Identity(on_forward=lambda: CALLS.append(1)))
 
 
 def decoded(path: Path) -> tuple[list[torch.Tensor], list[int | None]]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import wave
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from helpers import H, W, deblur, make_video, psnr, smooth_frames, snapshot
+from helpers import H, W, deblur, make_video, make_wav, psnr, smooth_frames, snapshot
 from safetensors.torch import save_file
 
 from flowdeblur.cli import main
@@ -23,16 +22,6 @@ from flowdeblur.inference.outputs import MARKER
 from flowdeblur.media import VideoReader, read_image, write_image
 from flowdeblur.models import FlowDeblurNet
 from flowdeblur.weights import load_weights, save_weights
-
-
-def make_wav(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
-    samples = (np.sin(np.arange(int(seconds * rate)) * 0.05) * 8000).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return path
 
 
 def video_facts(path: Path) -> dict:

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 import torch
-from helpers import make_video, psnr, require, smooth_frames
+from helpers import make_video, make_wav, psnr, require, smooth_frames
 
 pytestmark = pytest.mark.slow
 
@@ -68,25 +68,13 @@ def clips(tmp_path_factory) -> dict[str, Path]:
         "sharp": make_video(folder / "demo_sharp.mp4", list(clip["sharp"].float().clamp(0, 1))),
         "long": make_video(folder / "long.mp4", blur * 5),
         "rotated": make_video(folder / "turned.mp4", smooth_frames(5), rotation=90,
-                              audio=_wav(folder / "tone.wav")),
+                              audio=make_wav(folder / "tone.wav", seconds=0.15)),
         "text": folder / "notes.mp4",
         "big": folder / "big.mp4",
     }
     out["text"].write_text("a shopping list, not a video\n")
     out["big"].write_bytes(np.random.default_rng(0).bytes(3 * 2**20))
     return out
-
-
-def _wav(path: Path, seconds: float = 0.15, rate: int = 16000) -> Path:
-    import wave
-
-    samples = (np.sin(np.arange(int(seconds * rate)) * 0.05) * 8000).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(samples.tobytes())
-    return path
 
 
 # ----------------------------------------------------------------------------- the server
