@@ -149,6 +149,7 @@ def main() -> None:
                    "folder, removed)")
     p.add_argument("--tiny", action="store_true",
                    help="a quick check: 64x48 frames, short clips, chunks of 8")
+    p.add_argument("--only", choices=("engines", "resume"), help="run one of the two parts")
     p.add_argument("--json", help="also write the result to this file")
     args = p.parse_args()
     if args.tiny:
@@ -157,7 +158,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         work = Path(args.workdir or scratch)
         work.mkdir(parents=True, exist_ok=True)
-        found = {"engines": engines(work, args), "resume": resume_loss(work, args)}
+        parts = {"engines": engines, "resume": resume_loss}
+        found = {name: run(work, args) for name, run in parts.items()
+                 if args.only in (None, name)}
     print(json.dumps(found, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(found, indent=1) + "\n")
