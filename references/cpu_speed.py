@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ import torch
 
 import flowdeblur
 from flowdeblur.data.synthetic import make_clip
+from flowdeblur.evaluation.metrics import psnr
 from flowdeblur.media import VideoWriter
 from flowdeblur.media.atomic import atomic_write_text
 from flowdeblur.runtime import Runtime
@@ -81,11 +81,6 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.clamp(0, 1) - b.clamp(0, 1)).double().pow(2).mean().item()
-    return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
-
-
 def timing(model, names: list[str], repeats: int) -> dict:
     frame_t, frame_next = check_frames()
     rows, forwards = {}, {}
@@ -110,18 +105,15 @@ def timing(model, names: list[str], repeats: int) -> dict:
 
 
 def dev_psnr(model, runtime: Runtime, definition: str) -> dict[str, float]:
-    """PSNR (dB) of the path's 8-bit output on each dev clip of ``definition``."""
-    path = real_clips.DEFINITIONS[definition]
-    spec = real_clips.load_definition(path)
+    """Mean PSNR (dB) of the path's 8-bit output on each dev clip of ``definition``."""
+    spec = real_clips.load_definition(real_clips.DEFINITIONS[definition])
     clips = [c for c in spec["clips"] if c["split"] == "dev"]
     built = real_clips.built_clips(spec, clips, real_clips.DEFAULT_CACHE)
     scores = {}
     for name, clip in built.items():
-        blurry = torch.from_numpy(clip.blurry).permute(0, 3, 1, 2).float() / 255
-        sharp = torch.from_numpy(clip.sharp).permute(0, 3, 1, 2).float() / 255
-        out = flowdeblur.deblur_frames(model, list(blurry), runtime=runtime)
-        out = torch.stack([o.cpu() for o in out]).mul(255).round().div(255)
-        scores[name] = float(np.mean([psnr(o, s) for o, s in zip(out, sharp)]))
+        out = real_clips.deblur_clip(model, real_clips.to_tensor(clip.blurry), "cpu",
+                                     runtime=runtime)
+        scores[name] = psnr(out, real_clips.to_tensor(clip.sharp)).mean().item()
     return scores
 
 
@@ -132,7 +124,7 @@ def quality(model, names: list[str]) -> dict:
     for name in names:
         runtime = Runtime.resolve("cpu", **PATHS[name])
         image = runtime.prepare(model)(frame_t, frame_next).image
-        row = {"check_psnr_vs_fp32": psnr(image, reference)}
+        row = {"check_psnr_vs_fp32": psnr(image.clamp(0, 1), reference.clamp(0, 1)).item()}
         for definition in ("small", "motion"):
             row[f"dev_{definition}"] = dev_psnr(model, runtime, definition)
         rows[name] = row

@@ -67,6 +67,7 @@ from flowdeblur.evaluation.baselines import unsharp_mask
 from flowdeblur.evaluation.heldout import tune_unsharp_on_training_scenes
 from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim, temporal_error
 from flowdeblur.media.atomic import atomic_write_text, file_sha256
+from flowdeblur.runtime import Runtime
 from flowdeblur.weights import PRETRAINED
 
 try:
@@ -685,10 +686,13 @@ def mean_scores(output: torch.Tensor, sharp: torch.Tensor) -> dict[str, float]:
             "flicker": 255.0 * flicker}
 
 
-def deblur_clip(model, blurry: torch.Tensor, device: str, ensemble: int = 1) -> torch.Tensor:
-    """flowdeblur's fp32 output for (N, 3, H, W) frames, quantised to 8 bits, same shape."""
-    out = flowdeblur.deblur_frames(model, list(blurry), device=device, precision="fp32",
-                                   ensemble=ensemble)
+def deblur_clip(model, blurry: torch.Tensor, device: str, ensemble: int = 1,
+                runtime: Runtime | None = None) -> torch.Tensor:
+    """flowdeblur's output for (N, 3, H, W) frames, quantised to 8 bits, same shape: in fp32
+    on ``device``, or as ``runtime`` runs it (then ``device`` is not used)."""
+    where = {"runtime": runtime} if runtime is not None else {"device": device,
+                                                                "precision": "fp32"}
+    out = flowdeblur.deblur_frames(model, list(blurry), ensemble=ensemble, **where)
     return quantize_8bit(torch.stack([o.cpu() for o in out]))
 
 

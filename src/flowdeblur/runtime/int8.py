@@ -6,9 +6,11 @@ operator, ``flowdeblur::spatial_rnn_cpu``), annotated by torchao's x86 inductor 
 converted, and compiled by inductor with the weights frozen, which lowers each quantized
 convolution to one oneDNN int8 kernel (VNNI or AMX where the CPU has them). Transposed
 convolutions, the RNNs and the tanh gates stay in float32; so do the three full-resolution
-layers in :data:`KEEP_FLOAT`, which carry the picture itself: with them in int8 a 128x192
-synthetic frame came out 46 dB from the fp32 output and 0.32 dB further from the sharp frame,
-without them 62 dB and 0.04 dB.
+layers in :data:`KEEP_FLOAT`, which carry the picture itself (the input convolution and the
+two that make the output image): they cost few of the frame's operations, and an output
+quantized to 256 levels per tensor is what a restoration network can least afford. With them
+in float, int8 loses under 0.02 dB on the real dev clips (docs/BENCHMARKS.md, "The CPU speed
+plan").
 
 Activation scales come from a calibration that the caller runs (:func:`calibrate`: frames in,
 ``{observer: (scale, zero_point)}`` out); ``flowdeblur.weights.int8`` calibrates on synthetic
@@ -25,7 +27,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models import FlowDeblurOutput, pad_to_multiple
+from ..models import PAD_MULTIPLE, FlowDeblurOutput
 
 #: Layers left in float32 (module names in FlowDeblurNet): the first and the last two
 #: full-resolution convolutions of the deblurring U-Net.
@@ -127,10 +129,16 @@ def quantize(net: nn.Module, qparams: QParams, size: tuple[int, int]) -> Int8For
         scale, zero_point = qparams[name]
         observer.calculate_qparams = _fixed_qparams(scale, zero_point)
     converted = quantize_pt2e.convert_pt2e(prepared)
+    compiled = torch.compile(converted, dynamic=False)
     from torch._inductor import config as inductor_config  # seconds to import: only here
 
-    inductor_config.freezing = True
-    return torch.compile(converted, dynamic=False)
+    def forward(frame_t: torch.Tensor, frame_next: torch.Tensor):
+        # The int8 lowering reads inductor's global freezing switch (a per-compile option
+        # does not reach it); set it around these calls only, where the compile happens.
+        with inductor_config.patch(freezing=True):
+            return compiled(frame_t, frame_next)
+
+    return forward
 
 
 def _fixed_qparams(scale: float, zero_point: int) -> Callable[[], tuple]:
@@ -170,7 +178,7 @@ class Int8FastForward:
                 image, flow = forward(a[None], b[None])
                 images.append(image.float())
                 flows.append(flow.float())
-        padded = tuple(pad_to_multiple(frame_t[:1, :1]).shape[-2:])
+        padded = tuple(-(-n // PAD_MULTIPLE) * PAD_MULTIPLE for n in size)
         return FlowDeblurOutput(image=torch.cat(images), flows=[torch.cat(flows)],
                                 padded_size=padded)
 
