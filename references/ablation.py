@@ -31,12 +31,14 @@ bidirectional ("Bidirection flows"), decoder_rnn ("RNNs in decoder").
 Output (``--out``, default runs/ablation): one run folder per training run
 (``stage1_<variant>/``, ``<variant>_seed<k>/``, each with config.yaml, losses.jsonl,
 weights.safetensors, score.json), ``ablation.json`` (everything) and ``ablation.md`` (the
-table). Resumable: a run with a score (or with weights) is not trained again, one with
-checkpoints but no weights resumes, a stage 1 with its flownet_init.safetensors is done; so
-the same command can be repeated until it reports the table complete (exit status 0; 75 when
-it stopped early: ``--budget-s`` reached, or SIGINT/SIGTERM, which ends the current run with a
-checkpoint). ``--export DIR`` copies the tables and those small state files (about 20 MB per
-stage 1, no weights) to DIR; ``--out`` pointing at such a copy continues from it.
+table). Resumable through ``common`` (references/common.py): a run with a score (or with
+weights) is not trained again, one with checkpoints but no weights resumes, a stage 1 with its
+flownet_init.safetensors is done, and a run folder holding another protocol's run is refused
+before any training; so the same command can be repeated until it reports the table complete
+(exit status 0; 75 when it stopped early: ``--budget-s`` reached, or SIGINT/SIGTERM, which ends
+the current run with a checkpoint). ``--export DIR`` copies the tables and those small state
+files (about 20 MB per stage 1, no weights) to DIR; ``--out`` pointing at such a copy continues
+from it.
 
     python references/ablation.py --device cuda --stage1-steps 3000 --steps 3000 --seeds 0,1
     python references/ablation.py --quick --out /tmp/ablation     # CPU smoke run, ~1 minute
@@ -46,8 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -55,8 +55,22 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import yaml
-from common import ROOT, read_json
+from common import (
+    ROOT,
+    TIMING,
+    atomic_copy,
+    cached_json,
+    check_same_run,
+    comma_list,
+    finished_weights,
+    format_stats,
+    is_current,
+    read_json,
+    recorded_json,
+    seed_stats,
+    train_or_resume,
+    weights_path,
+)
 from safetensors.torch import save_file
 
 from flowdeblur.data.synthetic import SceneConfig
@@ -67,13 +81,8 @@ from flowdeblur.evaluation.metrics import psnr, quantize_8bit, ssim
 from flowdeblur.media.atomic import atomic_file, atomic_write_text
 from flowdeblur.models import FlowDeblurNet, count_parameters
 from flowdeblur.runtime import Runtime
-from flowdeblur.training.checkpoint import (
-    TrainingDiverged,
-    export_weights_from_checkpoint,
-    list_checkpoints,
-)
-from flowdeblur.training.config import TrainConfig, load_config, to_dict
-from flowdeblur.training.loop import train
+from flowdeblur.training.checkpoint import TrainingDiverged
+from flowdeblur.training.config import TrainConfig, load_config
 from flowdeblur.weights import load_weights, read_weights
 
 STAGE1_CONFIG = ROOT / "configs" / "flow_pretrain.yaml"
@@ -112,28 +121,6 @@ class Stop(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# Small helpers
-
-
-def _parse_seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise UserError(f"--seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds must list distinct integers, got {text!r}")
-    return seeds
-
-
-def _parse_variants(text: str) -> list[str]:
-    names = [v.strip() for v in text.split(",") if v.strip()]
-    bad = [v for v in names if v not in ARMS]
-    if bad or not names:
-        raise UserError(f"--variants: unknown {bad or text!r}; choose from {', '.join(ARMS)}")
-    return list(dict.fromkeys(names))
-
-
-# ---------------------------------------------------------------------------------------------
 # Configs
 
 
@@ -168,72 +155,29 @@ def stage2_config(args: argparse.Namespace, name: str, seed: int, init: Path | N
     return load_config(STAGE2_CONFIG, overrides + list(args.set))
 
 
-def _check_same_protocol(config: TrainConfig, run_dir: Path) -> None:
-    """A run folder from an earlier invocation must hold the same run (device/logging aside)."""
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.is_file():
-        return
-    def movable(d: dict) -> dict:
-        """Paths inside --out by their place in it, so a moved --out still matches."""
-        d = {**d, "run_dir": Path(d.get("run_dir", "")).name}
-        init = (d.get("model") or {}).get("init_weights")
-        if init:
-            d["model"] = {**d["model"], "init_weights": "/".join(Path(init).parts[-2:])}
-        return d
-
-    saved = movable(yaml.safe_load(saved_path.read_text()) or {})
-    now = movable(to_dict(config))
-    for key in now:
-        if key in ("device", "log"):
-            continue
-        if saved.get(key) != now[key]:
-            raise UserError(
-                f"{run_dir} holds a run with {key}={saved.get(key)!r}, this protocol wants "
-                f"{now[key]!r}: use another --out (or delete that folder)")
-
-
 # ---------------------------------------------------------------------------------------------
 # Training runs (resumable)
 
 
 def run_training(config: TrainConfig, *, deadline: float | None) -> Path | None:
-    """Train ``config`` unless its weights exist; resume from its checkpoints if any.
-
-    Returns the weights path, or None if the run diverged (recorded in ``diverged.json``).
-    Raises Stop when the time budget is spent or the run was interrupted by a signal.
+    """The weights of ``config``'s run, found finished, trained or resumed (``common``); None
+    if the run diverged (recorded in ``diverged.json``). Raises Stop when the time budget is
+    spent before the run could start or a signal interrupted it.
     """
-    run_dir = Path(config.run_dir)
-    weights = run_dir / "weights.safetensors"
-    if weights.is_file():
-        return weights
-    if (run_dir / "diverged.json").is_file():
-        return None
-    ckpts = list_checkpoints(run_dir)
-    if ckpts and ckpts[-1].step >= config.steps:  # killed between the last checkpoint and export
-        export_weights_from_checkpoint(ckpts[-1].path, weights)
+    run_dir, weights = Path(config.run_dir), finished_weights(config)
+    if weights is not None or (run_dir / "diverged.json").is_file():
         return weights
     if deadline is not None and time.time() > deadline:
         raise Stop("time budget reached")
-    timing_path = run_dir / "timing.json"
-    timing = read_json(timing_path) or {"seconds": 0.0, "steps": 0}
-    start_step = ckpts[-1].step if ckpts else 0
-    t0 = time.perf_counter()
     try:
-        summary = train(config, resume=bool(ckpts))
+        summary = train_or_resume(config)
     except TrainingDiverged as e:
         atomic_write_text(run_dir / "diverged.json", json.dumps({"error": str(e)}))
         print(f"ablation: {run_dir.name} diverged: {e}", flush=True)
         return None
-    finally:
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    seconds = time.perf_counter() - t0
-    timing = {"seconds": timing["seconds"] + seconds,
-              "steps": timing["steps"] + summary["final_step"] - start_step}
-    atomic_write_text(timing_path, json.dumps(timing))
-    if summary["interrupted"]:
+    if summary is not None and summary["interrupted"]:
         raise Stop(f"{run_dir.name} interrupted by {summary['interrupted']}")
-    return weights
+    return weights_path(config)
 
 
 def flownet_init(stage1: TrainConfig, weights: Path, path: Path) -> Path:
@@ -244,8 +188,7 @@ def flownet_init(stage1: TrainConfig, weights: Path, path: Path) -> Path:
     changed tensors lets each stage-2 seed initialise the rest itself (as ``train`` does:
     ``torch.manual_seed(seed)`` then the constructor), so seeds differ in more than data order.
     """
-    if path.is_file() and (not weights.is_file()
-                           or path.stat().st_mtime >= weights.stat().st_mtime):
+    if is_current(path, weights):
         return path
     state, _ = read_weights(weights)
     torch.manual_seed(stage1.seed)
@@ -267,27 +210,15 @@ def flownet_init(stage1: TrainConfig, weights: Path, path: Path) -> Path:
 HELDOUT_KEYS = ("frame_t", "frame_next", "frame_prev", "sharp_t", "flow", "valid")
 
 
-def heldout_spec(args: argparse.Namespace, stage2: TrainConfig) -> dict:
-    """What defines the held-out set (saved beside every score, so a changed set re-scores)."""
-    return {"samples": args.heldout_samples, "size": args.heldout_size or args.crop,
+def heldout_set(args: argparse.Namespace, stage2: TrainConfig
+                ) -> tuple[dict, list[dict[str, torch.Tensor]]]:
+    """(spec, batches) of the held-out set: ``spec`` defines it (saved beside every score, so
+    a changed set scores again), the batches hold only what scoring reads."""
+    spec = {"samples": args.heldout_samples, "size": args.heldout_size or args.crop,
             "seed": HELDOUT_SEED, "scenes": stage2.data.synthetic}
-
-
-def heldout_set(spec: dict) -> list[dict[str, torch.Tensor]]:
     batches = heldout_synthetic_batches(SceneConfig(**spec["scenes"]), samples=spec["samples"],
                                         size=spec["size"], seed=spec["seed"], three_frames=True)
-    return [{k: b[k] for k in HELDOUT_KEYS} for b in batches]  # drop what nothing reads
-
-
-def _cached(path: Path, weights: Path, spec: dict) -> dict | None:
-    """A score computed on this held-out set from these weights (or from weights that are
-    gone: a score alone marks a run done, so a state without weights can be carried over)."""
-    saved = read_json(path)
-    if saved is None or saved.get("heldout") != spec:
-        return None
-    if weights.is_file() and path.stat().st_mtime < weights.stat().st_mtime:
-        return None  # the run was trained again since
-    return saved
+    return spec, [{k: b[k] for k in HELDOUT_KEYS} for b in batches]
 
 
 def score_model(model: FlowDeblurNet | None, heldout: list[dict], runtime: Runtime) -> dict:
@@ -298,10 +229,8 @@ def score_model(model: FlowDeblurNet | None, heldout: list[dict], runtime: Runti
     ps, ss = [], []
     for b in heldout:
         frame_t, sharp = b["frame_t"].to(runtime.device), b["sharp_t"].to(runtime.device)
-        if forward is None:
-            out = frame_t
-        else:
-            out = forward(frame_t, b["frame_next"], b["frame_prev"]).image
+        out = frame_t if forward is None else \
+            forward(frame_t, b["frame_next"], b["frame_prev"]).image
         out = quantize_8bit(out.float())
         ps.append(psnr(out, sharp).cpu())
         ss.append(ssim(out, sharp).cpu())
@@ -311,38 +240,43 @@ def score_model(model: FlowDeblurNet | None, heldout: list[dict], runtime: Runti
     return result
 
 
-def score_run(weights: Path, heldout: list[dict], spec: dict, runtime: Runtime) -> dict:
-    path = weights.with_name("score.json")
-    score = _cached(path, weights, spec)
-    if score is None:
-        model = load_weights(weights).to(runtime.device).eval()
-        score = {**score_model(model, heldout, runtime), "heldout": spec}
-        atomic_write_text(path, json.dumps(score, indent=1))
-    return score
+def score_run(config: TrainConfig, heldout: list[dict], spec: dict, runtime: Runtime,
+              deadline: float | None) -> dict | None:
+    """The run's ``score.json`` (:func:`score_model` on the held-out set ``spec``): read when
+    it records that set, else computed once the run is trained (:func:`run_training`); None
+    if the run diverged."""
+    weights, path = weights_path(config), Path(config.run_dir) / "score.json"
+    inputs = {"heldout": spec}
+    if recorded_json(path, inputs, weights) is None \
+            and run_training(config, deadline=deadline) is None:
+        return None
+
+    def score() -> dict:
+        return score_model(load_weights(weights).to(runtime.device).eval(), heldout, runtime)
+    return cached_json(path, score, inputs=inputs, source=weights)
 
 
-def stage1_flow_report(weights: Path, heldout: list[dict], spec: dict, device: torch.device,
-                       scale: int) -> dict:
-    path = weights.with_name("flow_epe.json")
-    report = _cached(path, weights, {**spec, "motorcycle_scale": scale})
-    if report is None:
+def stage1_flow_report(config: TrainConfig, init: Path, heldout: list[dict], spec: dict,
+                       device: torch.device, scale: int, deadline: float | None) -> dict:
+    """The stage-1 run's ``flow_epe.json`` (the flow EPE of its flow network on the held-out
+    set ``spec`` and on the motorcycle pair at 1/``scale``) and its ``init`` for stage 2
+    (:func:`flownet_init`): read when both are there, else made once the run is trained."""
+    weights, path = weights_path(config), Path(config.run_dir) / "flow_epe.json"
+    inputs = {"heldout": {**spec, "motorcycle_scale": scale}}
+    if recorded_json(path, inputs, weights) is None or not init.is_file():
+        if run_training(config, deadline=deadline) is None:
+            raise UserError(f"stage 1 ({config.model.variant}) diverged; see {config.run_dir}")
+        flownet_init(config, weights, init)
+
+    def report() -> dict:
         model = load_weights(weights).to(device).eval()
-        report = {"synthetic": flow_epe(model, heldout),
-                  "motorcycle": motorcycle_epe(model, scale=scale),
-                  "heldout": {**spec, "motorcycle_scale": scale}}
-        atomic_write_text(path, json.dumps(report, indent=1))
-    return report
+        return {"synthetic": flow_epe(model, heldout),
+                "motorcycle": motorcycle_epe(model, scale=scale)}
+    return cached_json(path, report, inputs=inputs, source=weights)
 
 
 # ---------------------------------------------------------------------------------------------
 # Summary and table
-
-
-def _stats(values: list[float]) -> dict:
-    n = len(values)
-    mean = sum(values) / n
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return {"n": n, "mean": mean, "std": std, "min": min(values), "max": max(values)}
 
 
 def summarize(runs: dict[str, dict[int, dict | None]]) -> dict[str, dict]:
@@ -358,11 +292,11 @@ def summarize(runs: dict[str, dict[int, dict | None]]) -> dict[str, dict]:
         entry: dict = {"seeds": sorted(ok), "diverged": sorted(s for s, r in by_seed.items()
                                                              if r is None)}
         if ok:
-            entry["psnr"] = _stats([r["psnr"] for r in ok.values()])
-            entry["ssim"] = _stats([r["ssim"] for r in ok.values()])
+            entry["psnr"] = seed_stats([r["psnr"] for r in ok.values()])
+            entry["ssim"] = seed_stats([r["ssim"] for r in ok.values()])
             epes = [r["flow"]["epe"] for r in ok.values() if "flow" in r]
             if epes:
-                entry["flow_epe"] = _stats(epes)
+                entry["flow_epe"] = seed_stats(epes)
         summary[name] = entry
     full = summary.get("full", {})
     for name, entry in summary.items():
@@ -372,9 +306,8 @@ def summarize(runs: dict[str, dict[int, dict | None]]) -> dict[str, dict]:
         entry["gap_vs_full"] = a["mean"] - b["mean"]
         if a["n"] >= 2 and b["n"] >= 2:
             entry["beyond_spread"] = a["max"] < b["min"] or a["min"] > b["max"]
-        paired = [runs[name][s]["psnr"] - runs["full"][s]["psnr"] for s in entry["seeds"]
-                  if runs["full"].get(s) is not None]
-        entry["paired_gaps"] = paired
+        entry["paired_gaps"] = [runs[name][s]["psnr"] - runs["full"][s]["psnr"]
+                                for s in entry["seeds"] if runs["full"].get(s) is not None]
     return summary
 
 
@@ -396,13 +329,6 @@ def ordering_check(summary: dict[str, dict]) -> str:
     order = " > ".join(ARMS[n].label for n in present)
     verdict = "HOLDS" if holds else "does NOT hold"
     return f"paper ordering {order}: {verdict} on the means; " + "; ".join(parts)
-
-
-def _pm(s: dict, digits: int) -> str:
-    if s["n"] < 2:
-        return f"{s['mean']:.{digits}f}"
-    return (f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} "
-            f"[{s['min']:.{digits}f}, {s['max']:.{digits}f}]")
 
 
 def markdown(meta: dict, summary: dict, blurry: dict | None, stage1: dict,
@@ -433,13 +359,12 @@ def markdown(meta: dict, summary: dict, blurry: dict | None, stage1: dict,
         seeds = ",".join(map(str, e["seeds"])) + (f" (diverged: {e['diverged']})"
                                                   if e["diverged"] else "")
         gap = f"{e['gap_vs_full']:+.2f}" if "gap_vs_full" in e else "–"
-        beyond = {True: "yes", False: "no", None: "n/a"}[e.get("beyond_spread")]
-        if name == "full":
-            beyond = "–"
-        epe = _pm(e["flow_epe"], 2) if "flow_epe" in e else "–"
-        lines.append(f"| {arm.label} | {name} | {params[name]:,} | {seeds} | {_pm(e['psnr'], 2)}"
-                     f" | {_pm(e['ssim'], 4)} | {gap} | {beyond} | {epe} | "
-                     f"{arm.paper_psnr:.2f} / {arm.paper_ssim:.3f} |")
+        beyond = "–" if name == "full" else \
+            {True: "yes", False: "no", None: "n/a"}[e.get("beyond_spread")]
+        epe = format_stats(e["flow_epe"], 2) if "flow_epe" in e else "–"
+        lines.append(f"| {arm.label} | {name} | {params[name]:,} | {seeds} | "
+                     f"{format_stats(e['psnr'], 2)} | {format_stats(e['ssim'], 4)} | {gap} | "
+                     f"{beyond} | {epe} | {arm.paper_psnr:.2f} / {arm.paper_ssim:.3f} |")
     if blurry is not None:
         lines.append(f"| blurry input | – | – | – | {blurry['psnr']:.2f} | {blurry['ssim']:.4f} "
                      "| – | – | – | – |")
@@ -515,7 +440,7 @@ def make_plan(args: argparse.Namespace, variants: list[str], seeds: list[int]) -
             init = inits[source] if source is not None else None
             runs.append(PlannedRun(name, seed, stage2_config(args, name, seed, init)))
     for config in [*stage1.values(), *(r.config for r in runs)]:
-        _check_same_protocol(config, Path(config.run_dir))
+        check_same_run(config)
     return Plan(stage1, inits, runs)
 
 
@@ -523,37 +448,23 @@ def run_stage1(args: argparse.Namespace, plan: Plan, spec: dict, results: Result
                runtime: Runtime, deadline: float | None) -> None:
     """Train (or find done) each stage 1, then score its flow network."""
     for variant, config in plan.stage1.items():
-        run_dir = Path(config.run_dir)
-        report = _cached(run_dir / "flow_epe.json", run_dir / "weights.safetensors",
-                         {**spec, "motorcycle_scale": args.scale})
-        if report is None or not plan.inits[variant].is_file():
-            weights = run_training(config, deadline=deadline)
-            if weights is None:
-                raise UserError(f"stage 1 ({variant}) diverged; see {run_dir}")
-            flownet_init(config, weights, plan.inits[variant])
-            report = stage1_flow_report(weights, results.heldout, spec, runtime.device,
-                                        args.scale)
-        results.stage1[variant] = report
-        results.timings[f"stage1_{variant}"] = read_json(run_dir / "timing.json")
+        results.stage1[variant] = stage1_flow_report(
+            config, plan.inits[variant], results.heldout, spec, runtime.device, args.scale,
+            deadline)
+        results.timings[f"stage1_{variant}"] = read_json(Path(config.run_dir) / TIMING)
 
 
 def run_stage2(plan: Plan, spec: dict, results: Results, runtime: Runtime,
                deadline: float | None) -> None:
     """Train (or find done) each variant x seed, then score it on the held-out set."""
     for name, seed, config in plan.runs:
-        run_dir = Path(config.run_dir)
-        score = _cached(run_dir / "score.json", run_dir / "weights.safetensors", spec)
-        weights = None
-        if score is None:
-            weights = run_training(config, deadline=deadline)
-        if score is None and weights is None:
-            results.runs[name][seed] = None
-        else:
-            score = score or score_run(weights, results.heldout, spec, runtime)
-            results.runs[name][seed] = {k: v for k, v in score.items() if k != "heldout"}
+        score = score_run(config, results.heldout, spec, runtime, deadline)
+        if score is not None:
+            score = {k: v for k, v in score.items() if k != "heldout"}
             print(f"ablation: {name} seed {seed}: PSNR {score['psnr']:.2f} dB, SSIM "
                   f"{score['ssim']:.4f}", flush=True)
-        results.timings[f"{name}_seed{seed}"] = read_json(run_dir / "timing.json")
+        results.runs[name][seed] = score
+        results.timings[f"{name}_seed{seed}"] = read_json(Path(config.run_dir) / TIMING)
 
 
 def protocol_meta(args: argparse.Namespace, variants: list[str], seeds: list[int],
@@ -593,16 +504,15 @@ def run_protocol(args: argparse.Namespace) -> int:
     deadline = time.time() + args.budget_s if args.budget_s else None
     # Scores are figures the project reports: fp32, whatever the device.
     runtime = Runtime.resolve(args.device, purpose="report")
-    variants = _parse_variants(args.variants)
-    seeds = _parse_seeds(args.seeds)
+    variants = comma_list(args.variants, "--variants", choices=ARMS)
+    seeds = comma_list(args.seeds, "--seeds", int)
     plan = make_plan(args, variants, seeds)
     meta = protocol_meta(args, variants, seeds, runtime)
     results = Results(runs={v: {} for v in variants})
     complete = False
     message = ""
     try:
-        spec = heldout_spec(args, plan.runs[0].config)
-        results.heldout = heldout_set(spec)
+        spec, results.heldout = heldout_set(args, plan.runs[0].config)
         run_stage1(args, plan, spec, results, runtime, deadline)
         run_stage2(plan, spec, results, runtime, deadline)
         complete = True
@@ -616,7 +526,7 @@ def run_protocol(args: argparse.Namespace) -> int:
 
 
 #: The files that record a run without its weights: enough to resume the protocol elsewhere.
-STATE_FILES = ("config.yaml", "losses.jsonl", "timing.json", "score.json", "flow_epe.json",
+STATE_FILES = ("config.yaml", "losses.jsonl", TIMING, "score.json", "flow_epe.json",
                "diverged.json", "flownet_init.safetensors")
 
 
@@ -624,15 +534,12 @@ def export_state(out: Path, dest: Path) -> None:
     """Copy the tables and every run's small state files (no weights, no checkpoints) to
     ``dest``; ``--out`` pointing at such a copy continues the protocol (runs with a score are
     done, a stage 1 with its flownet_init is done)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("ablation.json", "ablation.md"):
-        if (out / name).is_file():
-            shutil.copy2(out / name, dest / name)
-    for run_dir in sorted(p for p in out.iterdir() if p.is_dir()):
-        for name in STATE_FILES:
-            if (run_dir / name).is_file():
-                (dest / run_dir.name).mkdir(exist_ok=True)
-                shutil.copy2(run_dir / name, dest / run_dir.name / name)
+    runs = [p for p in sorted(out.iterdir()) if p.is_dir()]
+    files = [out / "ablation.json", out / "ablation.md",
+             *(run / name for run in runs for name in STATE_FILES)]
+    for path in files:
+        if path.is_file():
+            atomic_copy(path, dest / path.relative_to(out))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

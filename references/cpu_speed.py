@@ -1,25 +1,34 @@
 """The CPU speed plan: each way of running the network on the CPU, timed at 720p and scored.
 
 Paths (``--paths``, names of :data:`PATHS`): fp32 and bf16 eager (NCHW, and bf16 in
-channels_last), ``torch.compile`` with frozen weights in fp32 and bf16, and int8 (the
-convolutions quantized, ``flowdeblur.runtime.int8``, scales from synthetic scenes). Per path:
+channels_last), ``torch.compile`` with frozen weights in fp32 and bf16, int8 (the
+convolutions quantized, ``flowdeblur.runtime.int8``, scales from synthetic scenes, the three
+full-resolution layers of ``KEEP_FLOAT`` in float), and "int8 all layers" (those three
+quantized too, scales calibrated here the same way): what int8 gains by keeping them in float
+is the difference of the two rows. Per path:
 
-* ``--timing``: one 720x1280 forward (the synthetic check frame), milliseconds, median of
+* ``--timing``: one forward of the synthetic check frame (720x1280, or ``--size HxW``),
+  milliseconds, median of
   ``--repeats`` rounds in which the paths take turns; the first call (compile) apart; the
   process's peak resident memory during one forward (``VmHWM`` after resetting it).
 * ``--quality``: PSNR of its output against the fp32 output on the check frame, and the mean
   PSNR over the dev clips of both real-clip definitions (``references/real_clips.json`` and
   ``real_clips_motion.json``) minus fp32's: the dB the path loses.
-* ``--command``: the whole ``flowdeblur deblur`` on an 8-frame 720p clip, per ``--precision``
-  in ``--command-precisions``, median of ``--repeats`` alternating runs.
+* ``--command``: the whole ``flowdeblur deblur`` on an 8-frame clip of ``--size`` (720p),
+  per ``--precision`` in ``--command-precisions``, median of ``--repeats`` alternating runs.
 
     python references/cpu_speed.py --timing --quality --command [--paths fp32,bf16,...]
-        [--repeats 3] [--json OUT]
+        [--repeats 3] [--size 720x1280] [--json OUT]
+
+The dB that int8 loses through the layers it keeps in float, and their cost in time:
+
+    python references/cpu_speed.py --quality --timing --paths "fp32,int8,int8 all layers"
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -33,14 +42,16 @@ import real_clips
 import torch
 
 import flowdeblur
+from flowdeblur.cli.bench import parse_size
 from flowdeblur.data.synthetic import make_clip
+from flowdeblur.errors import UserError
 from flowdeblur.evaluation.metrics import psnr
 from flowdeblur.media import VideoWriter
 from flowdeblur.media.atomic import atomic_write_text
 from flowdeblur.runtime import Runtime
 from flowdeblur.runtime.device import cpu_flags
 from flowdeblur.weights import PRETRAINED
-from flowdeblur.weights.int8 import attach_scales
+from flowdeblur.weights.int8 import attach_scales, calibrate_on_synthetic_scenes
 
 #: Path name -> Runtime.resolve arguments (device cpu, purpose deblur).
 PATHS = {
@@ -50,13 +61,32 @@ PATHS = {
     "fp32 compile": {"precision": "fp32", "mode": "compile"},
     "bf16 compile": {"precision": "bf16", "mode": "compile"},
     "int8": {"precision": "int8"},
+    "int8 all layers": {"precision": "int8"},
 }
 SIZE = (720, 1280)
 
 
-def check_frames() -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames t and t+1 of the 720p synthetic check clip (seed 0), (1, 3, 720, 1280)."""
-    blur = make_clip(2, SIZE, seed=0)["blur"]
+def path_models(model: torch.nn.Module, names: list[str]) -> dict[str, torch.nn.Module]:
+    """The network each path runs: ``model``; for "int8" with the scales shipped beside the
+    weights, for "int8 all layers" a copy with scales calibrated here for every layer
+    quantized (``keep_float=()``)."""
+    models = {}
+    for name in names:
+        if name == "int8":
+            models[name] = attach_scales(model, PRETRAINED)
+        elif name == "int8 all layers":
+            net = copy.deepcopy(model)
+            net.int8_qparams = calibrate_on_synthetic_scenes(net, keep_float=())
+            net.int8_keep_float = ()
+            models[name] = net
+        else:
+            models[name] = model
+    return models
+
+
+def check_frames(size: tuple[int, int] = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames t and t+1 of the synthetic check clip (seed 0) of ``size``, (1, 3, H, W)."""
+    blur = make_clip(2, size, seed=0)["blur"]
     return blur[0:1], blur[1:2]
 
 
@@ -81,11 +111,11 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def timing(model, names: list[str], repeats: int) -> dict:
-    frame_t, frame_next = check_frames()
+def timing(models: dict, names: list[str], repeats: int, size: tuple[int, int]) -> dict:
+    frame_t, frame_next = check_frames(size)
     rows, forwards = {}, {}
     for name in names:
-        forward = Runtime.resolve("cpu", **PATHS[name]).prepare(model)
+        forward = Runtime.resolve("cpu", **PATHS[name]).prepare(models[name])
         start = time.perf_counter()
         forward(frame_t, frame_next)
         rows[name] = {"first_s": time.perf_counter() - start, "ms": []}
@@ -117,16 +147,17 @@ def dev_psnr(model, runtime: Runtime, definition: str) -> dict[str, float]:
     return scores
 
 
-def quality(model, names: list[str]) -> dict:
-    frame_t, frame_next = check_frames()
-    reference = Runtime.resolve("cpu", "fp32").prepare(model)(frame_t, frame_next).image
+def quality(models: dict, names: list[str], size: tuple[int, int]) -> dict:
+    frame_t, frame_next = check_frames(size)
+    fp32 = models["fp32"]
+    reference = Runtime.resolve("cpu", "fp32").prepare(fp32)(frame_t, frame_next).image
     rows = {}
     for name in names:
         runtime = Runtime.resolve("cpu", **PATHS[name])
-        image = runtime.prepare(model)(frame_t, frame_next).image
+        image = runtime.prepare(models[name])(frame_t, frame_next).image
         row = {"check_psnr_vs_fp32": psnr(image.clamp(0, 1), reference.clamp(0, 1)).item()}
         for definition in ("small", "motion"):
-            row[f"dev_{definition}"] = dev_psnr(model, runtime, definition)
+            row[f"dev_{definition}"] = dev_psnr(models[name], runtime, definition)
         rows[name] = row
         print(f"[quality] {name}: {json.dumps(row)}", flush=True)
     for row in rows.values():
@@ -137,12 +168,13 @@ def quality(model, names: list[str]) -> dict:
     return rows
 
 
-def command(precisions: list[str], repeats: int) -> dict:
-    """Seconds of the whole ``flowdeblur deblur`` on an 8-frame 720p clip, per precision."""
+def command(precisions: list[str], repeats: int, size: tuple[int, int]) -> dict:
+    """Seconds of the whole ``flowdeblur deblur`` on an 8-frame clip of ``size``, per
+    precision."""
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
-        with VideoWriter(clip, fps=30, width=SIZE[1], height=SIZE[0], crf=12) as writer:
-            for frame in make_clip(8, SIZE, seed=1)["blur"]:
+        with VideoWriter(clip, fps=30, width=size[1], height=size[0], crf=12) as writer:
+            for frame in make_clip(8, size, seed=1)["blur"]:
                 writer.write(frame)
         seconds = {p: [] for p in precisions}
         for i in range(repeats):
@@ -165,23 +197,30 @@ def main() -> None:
     p.add_argument("--command", action="store_true")
     p.add_argument("--command-precisions", default="fp32,auto")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--size", default="x".join(map(str, SIZE)), metavar="HxW",
+                   help="the check frame's and the command's clip's size (default 720x1280)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     names = args.paths.split(",")
     unknown = sorted(set(names) - set(PATHS))
     if unknown:
         p.error(f"unknown paths {unknown}; choose from {list(PATHS)}")
-    model = attach_scales(flowdeblur.load_pretrained(), PRETRAINED) if "int8" in names \
-        else flowdeblur.load_pretrained()
+    try:
+        args.size = parse_size(args.size)
+    except UserError as e:
+        p.error(str(e))
+    models = path_models(flowdeblur.load_pretrained(), ["fp32", *names])
     report = {"cpu": cpu_description(), "torch": torch.__version__,
-              "threads": torch.get_num_threads(),
+              "threads": torch.get_num_threads(), "size": list(args.size),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if args.quality:
-        report["quality"] = quality(model, ["fp32"] + [n for n in names if n != "fp32"])
+        report["quality"] = quality(models, ["fp32"] + [n for n in names if n != "fp32"],
+                                    args.size)
     if args.timing:
-        report["timing"] = timing(model, names, args.repeats)
+        report["timing"] = timing(models, names, args.repeats, args.size)
     if args.command:
-        report["command"] = command(args.command_precisions.split(","), args.repeats)
+        report["command"] = command(args.command_precisions.split(","), args.repeats,
+                                    args.size)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

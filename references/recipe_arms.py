@@ -54,6 +54,8 @@ RECIPE = CONFIGS / "cpu_recipe.yaml"
 PHOTOS = Path.home() / ".cache" / "flowdeblur" / "training_photos"
 
 EMA = "ema_decay=0.998"
+#: The real videos of the reblurring arms (references/configs/reblur_videos.json).
+REBLUR_VIDEOS = f"data.unlabelled_videos={json.dumps([str(p) for p in video_paths()])}"
 
 #: arm -> overrides of references/configs/cpu_recipe.yaml (one change each against "baseline"; the
 #: weight average, which does not change training, is tracked alongside).
@@ -87,8 +89,9 @@ ARMS: dict[str, list[str]] = {
     # first: python references/reblur_videos.py). Weight 0.003: at the shipped weights on this
     # recipe's batches the reblurring term's gradient norm is 73-249x Eq. 14's at weight 1
     # (four batches), so 0.2-0.75x at 0.003.
-    "reblur": [f"data.unlabelled_videos={json.dumps([str(p) for p in video_paths()])}",
-               "reblur.weight=0.003", "reblur.batch_size=4", EMA],
+    "reblur": [REBLUR_VIDEOS, "reblur.weight=0.003", "reblur.batch_size=4", EMA],
+    # The same at ten times the weight: the reblurring term's gradient 2-7.5x Eq. 14's.
+    "reblur_x10": [REBLUR_VIDEOS, "reblur.weight=0.03", "reblur.batch_size=4", EMA],
 }
 
 #: Two-phase arms -> overrides of their first phase, which takes the first half of the steps;

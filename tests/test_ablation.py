@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 from helpers import REFERENCES, ROOT, import_reference
 
+from flowdeblur.errors import UserError
+from flowdeblur.training.config import to_yaml
+
 SCRIPT = REFERENCES / "ablation.py"
 
 ablation = import_reference("ablation")
+common = import_reference("common")
 
 
 def _run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -66,6 +72,71 @@ def test_every_variant_of_table_iv_is_planned():
                                   "concat_gates", "bidirectional", "decoder_rnn"}
     assert ablation.ARMS["no_flow_loss"].variant == "full"
     assert ablation.ARMS["no_flow_loss"].flow_loss is False
+
+
+def test_variants_and_seeds_are_distinct_known_items():
+    assert common.comma_list("full, no_rnn", "--variants", choices=ablation.ARMS) == \
+        ["full", "no_rnn"]
+    assert common.comma_list("0,2", "--seeds", int) == [0, 2]
+    for text, kind, message in (("full,nope", str, "unknown ['nope']"),
+                                ("full,full", str, "distinct"), ("0,x", int, "integers"),
+                                (" , ", int, "integers")):
+        with pytest.raises(UserError, match=message.replace("[", r"\[")):
+            common.comma_list(text, "--x", kind, ablation.ARMS if kind is str else None)
+
+
+def test_a_run_folder_of_another_protocol_is_refused_and_a_moved_one_matches(tmp_path):
+    def config(out, *extra):
+        args = ablation.parse_args(["--quick", "--out", str(out), *extra])
+        return ablation.stage2_config(args, "full", 0, out / "stage1_full" / "flownet_init.st")
+
+    old = config(tmp_path / "old")  # written where the runs were, found in their new folder
+    moved = config(tmp_path / "new")
+    (tmp_path / "new" / "full_seed0").mkdir(parents=True)
+    (tmp_path / "new" / "full_seed0" / "config.yaml").write_text(to_yaml(old))
+    common.check_same_run(moved)
+    common.check_same_run(config(tmp_path / "new", "--device", "cuda"))  # device aside
+    with pytest.raises(UserError, match="steps=3, this one has 4"):
+        common.check_same_run(config(tmp_path / "new", "--steps", "4"))
+    with pytest.raises(UserError, match="optim.lr"):
+        common.check_same_run(config(tmp_path / "new", "--set", "optim.lr=1e-5"))
+
+
+def test_a_score_is_reused_only_for_the_same_inputs_and_weights(tmp_path):
+    weights, path = tmp_path / "weights.safetensors", tmp_path / "score.json"
+    weights.write_bytes(b"w")
+    calls = []
+
+    def score():
+        calls.append(1)
+        return {"psnr": float(len(calls))}
+
+    first = common.cached_json(path, score, inputs={"heldout": {"seed": 1}}, source=weights)
+    assert first == {"psnr": 1.0, "heldout": {"seed": 1}}
+    assert common.cached_json(path, score, inputs={"heldout": {"seed": 1}},
+                              source=weights) == first
+    assert common.cached_json(path, score, inputs={"heldout": {"seed": 2}},
+                              source=weights)["psnr"] == 2.0  # another held-out set
+    os.utime(weights, (path.stat().st_mtime + 10,) * 2)  # weights trained again since
+    assert common.recorded_json(path, {"heldout": {"seed": 2}}, weights) is None
+    weights.unlink()  # a score kept without its weights (an exported state) still counts
+    assert common.recorded_json(path, {"heldout": {"seed": 2}}, weights)["psnr"] == 2.0
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_resumes_and_one_killed_before_its_export_is_exported(tmp_path):
+    args = ablation.parse_args(["--quick", "--out", str(tmp_path)])
+    config = ablation.stage2_config(args, "no_rnn", 0, None)  # 3 steps
+    weights, timing = tmp_path / "no_rnn_seed0" / "weights.safetensors", \
+        tmp_path / "no_rnn_seed0" / common.TIMING
+    assert ablation.run_training(dataclasses.replace(config, steps=2), deadline=None) == weights
+    weights.unlink()  # as if stopped after step 2 of 3, with its checkpoint
+    assert ablation.run_training(config, deadline=None) == weights
+    assert json.loads(timing.read_text())["steps"] == 3  # 2 + the one step resumed
+    weights.unlink()  # as if killed after the last checkpoint, before the export
+    assert ablation.run_training(config, deadline=0.0) == weights  # no training: no budget
+    assert json.loads(timing.read_text())["steps"] == 3
+    assert ablation.run_training(config, deadline=0.0) == weights
 
 
 @pytest.mark.slow

@@ -18,6 +18,8 @@ from flowdeblur.cli import main
 from flowdeblur.data.synthetic import make_clip
 from flowdeblur.errors import UserError
 from flowdeblur.media import read_image, write_image
+from flowdeblur.media.atomic import file_sha256
+from flowdeblur.media.ownership import read_provenance
 from flowdeblur.runtime import backends
 from flowdeblur.runtime.backends import ExportedNetwork
 from flowdeblur.weights import load_pretrained, weights_sha256
@@ -125,6 +127,9 @@ def test_deblur_with_a_backend_writes_what_the_torch_path_writes(exported, tmp_p
                  "--weights", str(exported), "--save-flow", str(tmp_path / "flow"),
                  *common]) == 0
     assert len(list((tmp_path / "flow").glob("*.png"))) == 5
+    record = read_provenance(tmp_path / backend)
+    assert record["backend"] == {"name": backend, "model_sha256": file_sha256(exported)}
+    assert record["weights_sha256"] == read_provenance(tmp_path / "torch")["weights_sha256"]
     tiled = ["--tile", "64", "--tile-overlap", "16", "--batch", "2", "--ensemble", "2"]
     assert main(["deblur", str(clip), "-o", str(tmp_path / "torch_tiled"), *tiled,
                  *common]) == 0

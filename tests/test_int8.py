@@ -55,6 +55,60 @@ def test_scales_are_read_only_for_the_same_weights_and_versions(tmp_path, weight
         scales.read_scales(model, own)
 
 
+class _Convs(torch.nn.Module):
+    """Four convolutions named as the U-Net's, one of them outside KEEP_FLOAT."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deblurnet = torch.nn.Module()
+        for name in ("d_conv1", "d_conv2", "d_deconv1_1", "d_conv0"):
+            setattr(self.deblurnet, name, torch.nn.Conv2d(3, 3, 3, padding=1))
+
+    def forward(self, frame_t, frame_next):
+        from flowdeblur.models import FlowDeblurOutput
+
+        d = self.deblurnet
+        x = d.d_conv0(d.d_deconv1_1(d.d_conv2(d.d_conv1(frame_t + frame_next))))
+        return FlowDeblurOutput(image=x, flows=[x[:, :2]])
+
+
+def _quantized_layers(prepared) -> set[str]:
+    """The modules whose convolution reads an observed (quantized) input."""
+    names = set()
+    for node in prepared.graph.nodes:
+        if node.op == "call_function" and node.target == torch.ops.aten.conv2d.default:
+            observed = node.args[0].op == "call_module" and "activation_post_process" in \
+                str(node.args[0].target)
+            if observed:
+                names.add(list(node.meta["nn_module_stack"].values())[-1][0].removeprefix("net."))
+    return names
+
+
+def test_keep_float_chooses_the_layers_left_in_float():
+    require("torchao")
+    from flowdeblur.models import FlowDeblurNet
+    from flowdeblur.runtime import int8
+
+    layers = dict(FlowDeblurNet().named_modules())
+    for name in int8.KEEP_FLOAT:  # a convolution, or one with its activation
+        assert any(isinstance(m, torch.nn.Conv2d) for m in layers[name].modules())
+    net = _Convs().eval().requires_grad_(False)
+    pair = (torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
+    everything = {"deblurnet.d_conv1", "deblurnet.d_conv2", "deblurnet.d_deconv1_1",
+                  "deblurnet.d_conv0"}
+    assert _quantized_layers(int8._prepared(net, pair, int8.KEEP_FLOAT)) == {"deblurnet.d_conv2"}
+    assert _quantized_layers(int8._prepared(net, pair, ())) == everything
+    assert _quantized_layers(int8._prepared(net, pair, ["deblurnet.d_conv2"])) == \
+        everything - {"deblurnet.d_conv2"}
+    # Scales fit the choice they were calibrated for.
+    default, full = int8.calibrate(net, [pair]), int8.calibrate(net, [pair], keep_float=())
+    assert len(full) > len(default)
+    with pytest.raises(ValueError, match="recalibrate"):
+        int8.quantize(net, default, (16, 16), keep_float=())
+    with pytest.raises(ValueError, match="names no layer"):
+        int8.calibrate(net, [pair], keep_float=("deblurnet.d_conv9",))
+
+
 @pytest.mark.slow
 def test_int8_forward_and_cli_match_fp32_closely(tmp_path, frames_dir):
     require("torchao")

@@ -10,6 +10,7 @@ from helpers import Identity, make_video, smooth_frames
 
 from flowdeblur.inference import deblur_video
 from flowdeblur.media import write_image
+from flowdeblur.media.atomic import file_sha256
 from flowdeblur.media.ownership import (
     MARKER,
     OUTPUT_TAG,
@@ -18,6 +19,9 @@ from flowdeblur.media.ownership import (
     read_provenance,
     record_text,
 )
+from flowdeblur.models import FlowDeblurOutput
+from flowdeblur.runtime.backends import ExportedNetwork
+from flowdeblur.weights import weights_sha256
 
 
 def test_a_record_reads_back_and_the_bare_tag_is_still_ours():
@@ -71,3 +75,43 @@ def test_the_weights_and_the_input_change_the_provenance(tmp_path):
     make_video(src, smooth_frames(3, 32, 48, seed=9))
     deblur_video(src, tmp_path / "out2.mkv", model=Identity(), progress=False, scene_cuts=False)
     assert read_provenance(tmp_path / "out2.mkv")["input"] != records[0]["input"]
+
+
+class _FakeExport(ExportedNetwork):
+    """An 'exported model' that returns frame t unchanged: a file to digest, no runtime."""
+
+    def __init__(self, path, backend: str = "onnxruntime", precision: str = "fp32") -> None:
+        self.path, self.backend, self.precision = path, backend, precision
+        self.variant, self.flownet = "identity", None
+        self.weights_sha256 = weights_sha256(Identity())  # exported from Identity's weights
+
+    def __call__(self, frame_t, frame_next=None, frame_prev=None):
+        return FlowDeblurOutput(image=frame_t.clone())
+
+
+def test_the_backend_is_recorded_and_resume_redoes_another_backends_output(tmp_path):
+    src = make_video(tmp_path / "a.mp4", smooth_frames(3, 32, 48))
+    out = tmp_path / "out.mkv"
+    model = tmp_path / "model.onnx"
+    model.write_bytes(b"graph one")
+
+    def run(network):
+        return deblur_video(src, out, model=network, progress=False, scene_cuts=False,
+                            resume=True, precision="fp32")
+
+    assert not run(Identity()).skipped
+    torch_record = read_provenance(out)
+    assert torch_record["backend"] == {"name": "torch"}
+    assert not run(_FakeExport(model)).skipped  # same weights, another backend: redone
+    record = read_provenance(out)
+    assert record["backend"] == {"name": "onnxruntime", "model_sha256": file_sha256(model)}
+    assert record["weights_sha256"] == torch_record["weights_sha256"]
+    assert record["options"]["precision"] == "fp32" and record["options"]["device"] == "cpu"
+    assert run(_FakeExport(model)).skipped
+    assert not run(_FakeExport(model, "openvino")).skipped
+    assert not run(_FakeExport(model, "openvino", "bf16")).skipped
+    model.write_bytes(b"graph two")  # another export
+    assert not run(_FakeExport(model, "openvino", "bf16")).skipped
+    assert run(_FakeExport(model, "openvino", "bf16")).skipped
+    assert not run(Identity()).skipped
+    assert read_provenance(out) == torch_record

@@ -145,6 +145,7 @@ class Session:
     socket: object
     id: str
     folder: Path
+    config: dict  # the page's choices, as the server sends them
 
     def start(self, options: bytes = b"{}") -> int:
         """Start a job; returns its number."""
@@ -180,7 +181,7 @@ def open_session(server: Server) -> Iterator[Session]:
         first = json.loads(sock.recv(timeout=30))
         assert first["type"] == "session"
         (folder,) = set(server.sessions()) - before
-        yield Session(server, sock, first["session"], folder)
+        yield Session(server, sock, first["session"], folder, first["config"])
 
 
 # ----------------------------------------------------------------------------- the browser
@@ -579,6 +580,38 @@ def test_jobs_wait_their_turn_and_cancel_stops_a_running_one(server, clips):
         assert not (a.folder / "job1").exists()
         done = b.wait_done(second)
         assert done["state"] == "done" and done["result"]["frames"] == 8
+
+
+def test_int8_is_offered_and_runs_only_where_deblur_can_run_it(server, clips):
+    from flowdeblur.apps.web.options import int8_refusal
+
+    refusal = int8_refusal("auto")  # the server's device
+    with open_session(server) as session:
+        assert ("int8" in session.config["precision"]["choices"]) == (refusal is None)
+        assert session.upload(clips["rotated"])[0] == 200
+        assert server.post(f"/api/s/{session.id}/probe?role=input")[0] == 200
+        if refusal is not None:
+            assert server.post(f"/api/s/{session.id}/start", b'{"precision": "int8"}') == (
+                400, {"error": refusal})
+            return
+        done = session.wait_done(session.start(b'{"precision": "int8"}'))
+        assert done["state"] == "done", done["message"]
+        assert done["result"]["frames"] == 5
+
+
+def test_without_the_int8_extra_the_page_offers_no_int8(monkeypatch):
+    from flowdeblur.apps.web import options
+    from flowdeblur.errors import UserError
+
+    def missing():
+        raise UserError("precision int8 needs torchao: pip install 'flowdeblur[int8]'")
+
+    monkeypatch.setattr(options, "torchao_modules", missing)
+    assert options.page_config("cpu")["precision"]["choices"] == ["auto", "fp32", "bf16",
+                                                                  "fp16"]
+    with pytest.raises(UserError, match=r"flowdeblur\[int8\]"):
+        options.job_options({"precision": "int8"}, device="cpu")
+    assert options.job_options({"precision": "fp32"}, device="cpu").deblur["precision"] == "fp32"
 
 
 def test_images_make_a_video_at_the_chosen_frame_rate(server, tmp_path):

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..errors import OptionError, UserError
 from ..inference.chunks import DEFAULT_CHUNK_FRAMES
 from ..inference.ensemble import ENSEMBLE_SIZES, check_ensemble
+from ..media import is_image_path
 from ..media.video_writer import CHROMA_CHOICES, DEFAULT_CHROMA, DEFAULT_CRF
 from ..models import FlowDeblurNet
 from ..runtime import Runtime
@@ -24,6 +25,7 @@ from ..runtime.backends import (
     backend_precision,
     check_backend,
 )
+from ..training.adapt import DEFAULT_CROP as ADAPT_CROP
 from ..weights import PRETRAINED, load_pretrained, load_weights
 from ..weights.int8 import attach_scales
 from ..weights.onnx_export import open_exported
@@ -164,6 +166,38 @@ def add_deblur_run_options(p: argparse._ArgumentGroup) -> None:
         help="pair every frame with t+1 even across a scene cut (default: a frame whose "
         "neighbour is from another shot is paired with its other neighbour)",
     )
+
+
+def add_adapt_options(p: argparse._ArgumentGroup) -> None:
+    """``--adapt STEPS`` and ``--adapt-crop PX`` (``deblur``; checked by
+    :func:`check_adapt_options`)."""
+    steps = ("first fine-tune a copy of the weights for STEPS steps on the input itself with "
+             "the self-supervised reblurring loss (beside the synthetic training loss), then "
+             "deblur with it (docs/ADAPT.md); a few seconds per step on a CPU; default 0: off")
+    crop = (f"side of the square crops --adapt trains on (>= 64; the frame where smaller; "
+            f"default {ADAPT_CROP}): bounds its time and memory per step")
+    p.add_argument("--adapt", type=int, default=0, metavar="STEPS", help=steps)
+    p.add_argument("--adapt-crop", type=int, default=ADAPT_CROP, metavar="PX", help=crop)
+
+
+def check_adapt_options(args: argparse.Namespace) -> None:
+    """Refuse a negative ``--adapt``, a small ``--adapt-crop``, and ``--adapt`` where it
+    cannot run: an exported model, int8, one image."""
+    if args.adapt < 0:
+        raise OptionError("adapt", f"{{option}} must be 0 (off) or more steps, got {args.adapt}")
+    if args.adapt_crop < 64:
+        raise OptionError("adapt_crop", f"{{option}} must be at least 64 pixels, got "
+                          f"{args.adapt_crop}")
+    if not args.adapt:
+        return
+    if args.backend != "torch":
+        raise OptionError("adapt", f"{{option}} trains the PyTorch network; it does not run "
+                          f"with --backend {args.backend}")
+    if args.precision == "int8":
+        raise OptionError("adapt", "{option} does not run with --precision int8 (its scales "
+                          "are calibrated for the weights as shipped)")
+    if len(args.inputs) == 1 and is_image_path(args.inputs[0]):
+        raise OptionError("adapt", "{option} needs a video or frames (at least 3), not one image")
 
 
 def add_output_options(p: argparse._ArgumentGroup) -> None:

@@ -4,6 +4,7 @@
     flowdeblur deblur frames/ -o sharp_frames/ --tile 512 --precision bf16
     flowdeblur deblur a.png b.png c.png -o out/ --save-flow flow/
     flowdeblur deblur clip.mp4 -o sharp.mp4 --ensemble 8     # sharper, 8x slower
+    flowdeblur deblur clip.mp4 -o sharp.mp4 --adapt 200      # weights fine-tuned on the clip
 
 All the work is in :func:`flowdeblur.inference.deblur_video`; this module parses and reports.
 """
@@ -13,8 +14,11 @@ from __future__ import annotations
 import argparse
 
 from ..inference import deblur_video
+from ..training.adapt import ClipAdaptation
 from .common import (
+    add_adapt_options,
     add_deblur_options,
+    check_adapt_options,
     check_deblur_options,
     deblur_options,
     load_exported,
@@ -41,6 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="video name or folder")
     out_opts = add_deblur_options(p, "OUTPUT (and DIR)")
+    add_adapt_options(p.add_argument_group("test-time adaptation"))
     out_opts.add_argument(
         "--save-flow", metavar="DIR",
         help="also write each frame's estimated flow, colour-coded (Middlebury wheel), to DIR",
@@ -55,8 +60,16 @@ def speed(frames_per_second: float) -> str:
     return f"{1 / frames_per_second:.2f} s/frame"
 
 
+def clip_adaptation(args: argparse.Namespace) -> ClipAdaptation | None:
+    """What ``--adapt`` runs on the input before deblurring it; None when it is off."""
+    if not args.adapt:
+        return None
+    return ClipAdaptation(args.adapt, crop=args.adapt_crop, progress=not args.no_progress)
+
+
 def run(args: argparse.Namespace) -> int:
     # Resolved before the weights load, so a wrong option costs nothing.
+    check_adapt_options(args)
     check_deblur_options(args)
     model = (load_model(args.weights, args.precision) if args.backend == "torch"
              else load_exported(args))
@@ -66,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         model=model,
         save_flow=args.save_flow,
         progress=not args.no_progress,
+        adapt=clip_adaptation(args),
         **deblur_options(args),
     )
     if result.skipped:

@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from tqdm import tqdm
@@ -62,7 +63,7 @@ from .outputs import (
 from .provenance import is_current, make_provenance
 from .tiling import check_tiling
 
-__all__ = ["DeblurResult", "deblur_video"]
+__all__ = ["Adaptation", "DeblurResult", "deblur_video"]
 
 #: Frame rates a video made from images may have (a time-lapse at one frame in 1000 s up to a
 #: high-speed camera); beyond them the container's time base cannot represent the frames.
@@ -70,6 +71,18 @@ MIN_FPS, MAX_FPS = 0.001, 10_000
 
 
 # ----------------------------------------------------------------------------- files
+
+
+class Adaptation(Protocol):
+    """What :func:`deblur_video` may run on its input before deblurring it (``adapt=``), e.g.
+    :class:`flowdeblur.training.adapt.ClipAdaptation` (``deblur --adapt``)."""
+
+    #: What the output's provenance records of it (so ``resume`` tells adapted outputs apart).
+    record: dict
+
+    def __call__(self, source: FrameSource, model: FlowDeblurNet,
+                 runtime: Runtime) -> FlowDeblurNet:
+        """The model to deblur ``source`` with: a copy of ``model`` adapted to it."""
 
 
 @dataclass
@@ -154,6 +167,7 @@ def deblur_video(
     resume: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    adapt: Adaptation | None = None,
 ) -> DeblurResult:
     """Deblur a video file, a folder of frames or a list of image files, streaming, into
     OUTPUT (a video, one image or a folder of PNGs by its name: see the module docstring).
@@ -184,6 +198,9 @@ def deblur_video(
             differs, as ``overwrite`` does; continue a video from its finished chunks.
         chunk_frames: a longer video output is made in chunks of this many frames, kept as
             finished pieces until joined (:mod:`.chunks`); 0: in one go.
+        adapt: run on the input and the model before deblurring (not when ``resume`` finds
+            the output current); the model it returns deblurs, and its ``record`` is kept in
+            the provenance as the option "adapt".
     Returns:
         A :class:`DeblurResult`.
     """
@@ -210,7 +227,7 @@ def deblur_video(
         overwrite = overwrite or resume  # resume redoes an output of ours that differs
         plan = plan_output(inputs, output, model=model, runtime=runtime, precision=precision,
                            flow_dir=flow_dir, overwrite=overwrite, resume=resume,
-                           chunk_frames=chunk_frames, options=options)
+                           chunk_frames=chunk_frames, options=options, adapt=adapt)
         if plan.skipped:
             return DeblurResult(output=output, kind=plan.kind, num_frames=len(plan.source),
                                 seconds=0.0, skipped=True)
@@ -270,14 +287,15 @@ class OutputPlan:
 
 def plan_output(inputs: list, output: Path, *, model: FlowDeblurNet | None, runtime: Runtime,
                 precision: str = "auto", flow_dir: Path | None = None, overwrite: bool,
-                resume: bool,
-                chunk_frames: int, options: dict) -> OutputPlan:
+                resume: bool, chunk_frames: int, options: dict,
+                adapt: Adaptation | None = None) -> OutputPlan:
     """The checks on where the output goes (and the removal of what a killed run there left),
     then everything :func:`deblur_video` decides before its first frame: the source, the
     model (None: the shipped weights), the precision, the provenance record, whether
     ``resume`` skips the output, the tile, and for a video longer than ``chunk_frames`` its
     chunks. ``precision``: as asked (``runtime`` resolves it). ``options``: the
-    output-shaping keyword arguments of :func:`deblur_video`."""
+    output-shaping keyword arguments of :func:`deblur_video`. ``adapt``: run once the output
+    is known not to be current; the model it returns is the plan's."""
     _prepare_destinations(output, flow_dir, inputs, overwrite=overwrite)
     source = FrameSource(inputs[0] if len(inputs) == 1 else inputs)
     if precision == "auto" and source.info is not None and source.info.bits > 8:
@@ -290,13 +308,15 @@ def plan_output(inputs: list, output: Path, *, model: FlowDeblurNet | None, runt
         tile=o["tile"], tile_overlap=o["tile_overlap"], side_by_side=o["side_by_side"],
         scene_cuts=o["scene_cuts"], ensemble=o["ensemble"], video_codec=o["video_codec"],
         save_flow=flow_dir is not None, precision=runtime.precision,
-        device=runtime.device.type))
+        device=runtime.device.type, **({"adapt": adapt.record} if adapt is not None else {})))
     write = {k: o[k] for k in ("crf", "lossless", "fps", "bits", "side_by_side",
                                "video_codec", "chroma")}
     plan = OutputPlan(source, kind, model, runtime, record, write, run={})
     if resume and is_current(output, flow_dir, record):
         plan.skipped = True
         return plan
+    if adapt is not None:
+        plan.model = adapt(source, model, runtime)
     tile = _tile_for(source, o["tile"], batch=o["batch"], device=runtime.device)
     plan.runtime = runtime.for_frames(len(source), tiled=tile is not None)
     plan.run = dict(batch=o["batch"], tile=tile, tile_overlap=check_tiling(tile,

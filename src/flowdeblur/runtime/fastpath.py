@@ -36,7 +36,7 @@ from ..errors import UserError
 from ..models import FlowDeblurOutput, SpatialRNN
 from ..ops import backend_available, resolve_backend
 from .device import autocast_dtype, default_channels_last, resolve_device, resolve_precision
-from .int8 import Int8FastForward
+from .int8 import KEEP_FLOAT, Int8FastForward
 
 #: ``torch.compile`` modes accepted by :func:`prepare_for_inference`.
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -379,16 +379,19 @@ def prepare_for_inference(
 
 def _int8_forward(model: nn.Module, *, compile: bool | str, cuda_graph: bool,
                   example_size: Sequence[int] | None) -> Int8FastForward:
-    """The int8 forward of ``model`` (CPU, always compiled): see :mod:`.int8`."""
+    """The int8 forward of ``model`` (CPU, always compiled): see :mod:`.int8`. The scales are
+    ``model.int8_qparams``, calibrated with the layers in ``model.int8_keep_float`` (default
+    :data:`~.int8.KEEP_FLOAT`) left in float."""
     if cuda_graph or compile not in (False, True, "default"):
         raise UserError("precision int8 compiles its own CPU forward; leave the mode as it is")
     qparams = getattr(model, "int8_qparams", None)
     if qparams is None:
-        raise UserError("precision int8 needs the network's int8 scales: load it with "
-                        "flowdeblur.weights (load_weights/load_pretrained, int8=True)")
+        raise UserError("precision int8 needs the network's int8 scales: give them with "
+                        "flowdeblur.weights.int8.attach_scales(model, weights_path)")
     net = _inference_net(model, torch.device("cpu"), private_copy=True, weight_dtype=None,
                          channels_last=False)
-    fast = Int8FastForward(net, qparams)
+    fast = Int8FastForward(net, qparams,
+                           keep_float=getattr(model, "int8_keep_float", KEEP_FLOAT))
     if example_size is not None:
         frame = torch.zeros(1, 3, *(int(v) for v in example_size))
         fast(frame, frame)

@@ -10,7 +10,10 @@ layers in :data:`KEEP_FLOAT`, which carry the picture itself (the input convolut
 two that make the output image): they cost few of the frame's operations, and an output
 quantized to 256 levels per tensor is what a restoration network can least afford. With them
 in float, int8 loses under 0.02 dB on the real dev clips (docs/BENCHMARKS.md, "The CPU speed
-plan").
+plan"). The layers left in float are a parameter (``keep_float`` of :func:`calibrate`,
+:func:`quantize` and :class:`Int8FastForward`, default :data:`KEEP_FLOAT`), so that what
+keeping them costs or saves can be measured (``references/cpu_speed.py``, path "int8 all
+layers"); scales are calibrated for one choice of it and fit only that one.
 
 Activation scales come from a calibration that the caller runs (:func:`calibrate`: frames in,
 ``{observer: (scale, zero_point)}`` out); ``flowdeblur.weights.int8`` calibrates on synthetic
@@ -72,14 +75,20 @@ class _ImageAndFlow(nn.Module):
         return out.image, out.flows[0]
 
 
-def _prepared(net: nn.Module, example: tuple[torch.Tensor, torch.Tensor]) -> nn.Module:
-    """``net`` exported for ``example``'s shape with observers inserted (torchao pt2e)."""
+def _prepared(net: nn.Module, example: tuple[torch.Tensor, torch.Tensor],
+              keep_float: Iterable[str]) -> nn.Module:
+    """``net`` exported for ``example``'s shape with observers inserted (torchao pt2e), the
+    modules named in ``keep_float`` left unquantized."""
     quantize_pt2e, xiq = torchao_modules()
     if net.training or any(p.requires_grad for p in net.parameters()):
         raise ValueError("quantize a network in eval mode without gradients")
+    keep_float = tuple(keep_float)
+    unknown = sorted(set(keep_float) - {name for name, _ in net.named_modules()})
+    if unknown:
+        raise ValueError(f"keep_float names no layer of this network: {unknown}")
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
-    for name in KEEP_FLOAT:
+    for name in keep_float:
         quantizer.set_module_name_qconfig(f"net.{name}", None)
     with torch.no_grad():
         exported = torch.export.export(_ImageAndFlow(net), example)
@@ -92,13 +101,15 @@ def _activation_observers(prepared: nn.Module) -> dict[str, nn.Module]:
             if hasattr(m, "calculate_qparams") and m.qscheme == torch.per_tensor_affine}
 
 
-def calibrate(net: nn.Module, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> QParams:
+def calibrate(net: nn.Module, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]], *,
+              keep_float: Iterable[str] = KEEP_FLOAT) -> QParams:
     """Activation scales of ``net`` (eval mode, CPU) from (frame_t, frame_next) pairs of
-    (1, 3, H, W) frames in [0, 1], all of one size."""
+    (1, 3, H, W) frames in [0, 1], all of one size, with the layers named in ``keep_float``
+    left in float."""
     pairs = list(pairs)
     if not pairs:
         raise ValueError("calibration needs at least one pair of frames")
-    prepared = _prepared(net, pairs[0])
+    prepared = _prepared(net, pairs[0], keep_float)
     with torch.no_grad():
         for frame_t, frame_next in pairs:
             prepared(frame_t, frame_next)
@@ -109,16 +120,19 @@ def calibrate(net: nn.Module, pairs: Iterable[tuple[torch.Tensor, torch.Tensor]]
     return qparams
 
 
-def quantize(net: nn.Module, qparams: QParams, size: tuple[int, int]) -> Int8Forward:
+def quantize(net: nn.Module, qparams: QParams, size: tuple[int, int], *,
+             keep_float: Iterable[str] = KEEP_FLOAT) -> Int8Forward:
     """The int8 forward of ``net`` for (1, 3, H, W) frames of ``size`` = (H, W), compiled by
-    inductor with frozen weights (the compile happens on the first call).
+    inductor with frozen weights (the compile happens on the first call), the layers named in
+    ``keep_float`` left in float.
 
-    ``qparams``: from :func:`calibrate` on this network; ValueError if they do not match its
-    activation observers (another network, or another torch/torchao).
+    ``qparams``: from :func:`calibrate` on this network with the same ``keep_float``;
+    ValueError if they do not match its activation observers (another network, another
+    ``keep_float``, or another torch/torchao).
     """
     quantize_pt2e, _ = torchao_modules()
     example = (torch.zeros(1, 3, *size), torch.zeros(1, 3, *size))
-    prepared = _prepared(net, example)
+    prepared = _prepared(net, example, keep_float)
     observers = _activation_observers(prepared)
     if set(observers) != set(qparams):
         raise ValueError(f"the int8 scales name {len(qparams)} activations, this network has "
@@ -155,12 +169,13 @@ class Int8FastForward:
     flow). One compiled forward per frame size; a batch runs frame by frame.
 
     ``net``: the network in eval mode without gradients; ``qparams``: its :func:`calibrate`
-    scales (``flowdeblur.weights.int8`` finds or makes them).
+    scales (``flowdeblur.weights.int8`` finds or makes them) for the same ``keep_float``.
     """
 
-    def __init__(self, net: nn.Module, qparams: QParams) -> None:
+    def __init__(self, net: nn.Module, qparams: QParams, *,
+                 keep_float: Iterable[str] = KEEP_FLOAT) -> None:
         torchao_modules()  # fail now, not on the first frame
-        self.net, self.qparams = net, qparams
+        self.net, self.qparams, self.keep_float = net, qparams, tuple(keep_float)
         self.device = torch.device("cpu")
         self._forwards: dict[tuple[int, int], Int8Forward] = {}
 
@@ -171,7 +186,8 @@ class Int8FastForward:
         size = (int(frame_t.shape[-2]), int(frame_t.shape[-1]))
         forward = self._forwards.get(size)
         if forward is None:
-            forward = self._forwards[size] = quantize(self.net, self.qparams, size)
+            forward = self._forwards[size] = quantize(self.net, self.qparams, size,
+                                                      keep_float=self.keep_float)
         images, flows = [], []
         with torch.no_grad():
             for a, b in zip(frame_t.float().cpu(), frame_next.float().cpu()):

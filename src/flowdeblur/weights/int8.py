@@ -49,15 +49,18 @@ def _versions() -> dict[str, str]:
     return {"torch": torch.__version__, "torchao": torchao.__version__}
 
 
-def calibrate_on_synthetic_scenes(model: nn.Module) -> int8.QParams:
-    """The activation scales of ``model`` measured on :data:`CALIBRATION`'s synthetic pairs."""
+def calibrate_on_synthetic_scenes(model: nn.Module, *,
+                                  keep_float: tuple[str, ...] = int8.KEEP_FLOAT) -> int8.QParams:
+    """The activation scales of ``model`` measured on :data:`CALIBRATION`'s synthetic pairs,
+    with the layers in ``keep_float`` left in float (:func:`flowdeblur.runtime.int8.calibrate`;
+    the scales files hold those of the default)."""
     size, pairs, seed = tuple(CALIBRATION["size"]), CALIBRATION["pairs"], CALIBRATION["seed"]
     frames = []
     for clip_seed in range(seed, seed + (pairs + 1) // 2):
         blur = make_clip(3, size, seed=clip_seed)["blur"]
         frames += [(blur[0:1], blur[1:2]), (blur[1:2], blur[2:3])]
     net = _eval_copy(model)
-    return int8.calibrate(net, frames[:pairs])
+    return int8.calibrate(net, frames[:pairs], keep_float=keep_float)
 
 
 def _eval_copy(model: nn.Module) -> nn.Module:

@@ -26,6 +26,8 @@ import torch
 
 from ...errors import UserError
 from ...inference import deblur_image_pair, deblur_video
+from ...weights import PRETRAINED
+from ...weights.int8 import attach_scales
 from .options import JobOptions
 from .results import finish, zip_folder
 from .sessions import Session
@@ -143,11 +145,14 @@ class Job:
 
 
 class Worker:
-    """The thread that runs every job, one at a time, with the server's model."""
+    """The thread that runs every job, one at a time, with the server's model (loaded from
+    ``weights``, None: the shipped ones; its int8 scales are attached at the first int8 job)."""
 
-    def __init__(self, model: torch.nn.Module, *, device: str) -> None:
+    def __init__(self, model: torch.nn.Module, *, device: str,
+                 weights: str | None = None) -> None:
         self.model = model
         self.device = device
+        self.weights = weights
         self.seconds_per_pixel: float | None = None  # per pixel, frame and ensemble copy
         self._queue: deque[Job] = deque()
         self._cv = threading.Condition()
@@ -276,6 +281,8 @@ class Worker:
         ext = job.options.extension(job.input_suffix)
         output = out_dir / f"{job.stem}_deblurred{ext}"
         options = dict(job.options.deblur)
+        if options["precision"] == "int8" and getattr(self.model, "int8_qparams", None) is None:
+            attach_scales(self.model, self.weights if self.weights is not None else PRETRAINED)
         start = time.perf_counter()
         has_flow = getattr(self.model, "flownet", None) is not None  # a variant may have none
         deblur_video(job.inputs if len(job.inputs) > 1 else job.inputs[0], output,

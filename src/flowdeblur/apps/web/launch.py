@@ -87,7 +87,7 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     try:
         model = load_model(weights)
         sessions = SessionStore()
-        worker = Worker(model, device=device)
+        worker = Worker(model, device=device, weights=weights)
         app = App(sessions, worker, max_upload_mb=max_upload_mb, device=device)
         config = uvicorn.Config(
             with_headers(app.starlette(), loopback=is_loopback(host)), log_level="warning",

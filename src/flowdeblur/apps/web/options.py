@@ -1,7 +1,8 @@
 """The page's options, read through ``flowdeblur deblur``'s own option parser.
 
 The page offers the options that matter to someone with one clip (self-ensemble, precision,
-scene cuts, output format, the frame rate of a video made from images); each choice becomes
+scene cuts, output format, the frame rate of a video made from images); precision int8 only
+where ``deblur --precision int8`` can run (:func:`int8_refusal`). Each choice becomes
 the command-line flags it stands for and is parsed by the parser :func:`add_deblur_options`
 builds for ``deblur``. So the page's defaults are ``deblur``'s, its checks are ``deblur``'s,
 and the keyword arguments handed to :func:`flowdeblur.inference.deblur_video` are the ones
@@ -21,6 +22,8 @@ from ...cli.common import (
 )
 from ...errors import UserError
 from ...inference.ensemble import ENSEMBLE_SIZES
+from ...runtime import Runtime
+from ...runtime.int8 import torchao_modules
 
 #: Output formats: name -> (flags of ``deblur``, file extension or None for the input's own,
 #: label on the page). "png" writes a folder of PNGs, downloaded as a .zip.
@@ -66,14 +69,27 @@ class JobOptions:
         return suffix if suffix in KEPT_CONTAINERS else ".mp4"
 
 
-def page_config() -> dict:
-    """The choices and defaults the page shows, the defaults read from ``deblur``'s parser."""
+def int8_refusal(device: str) -> str | None:
+    """Why ``--precision int8`` cannot run on the server's ``device``, or None where it can:
+    the checks ``deblur`` makes (the CPU, a C++ compiler for the compile) and the import of the
+    int8 extra (torchao)."""
+    try:
+        Runtime.resolve(device, "int8")
+        torchao_modules()
+    except UserError as e:
+        return str(e)
+    return None
+
+
+def page_config(device: str = "auto") -> dict:
+    """The choices and defaults the page shows, the defaults read from ``deblur``'s parser;
+    int8 among the precisions only where it can run on ``device`` (the server's
+    ``--device``)."""
     defaults = _parser().parse_args([])
+    offered = int8_refusal(device) is None
     return {
         "ensemble": {"choices": list(ENSEMBLE_SIZES), "default": defaults.ensemble},
-        # int8 is left out: it compiles a forward per frame size and needs its scales loaded
-        # with the model, which suits long command-line runs, not a page's one clip.
-        "precision": {"choices": [p for p in PRECISION_CHOICES if p != "int8"],
+        "precision": {"choices": [p for p in PRECISION_CHOICES if p != "int8" or offered],
                       "default": defaults.precision},
         "scene_cuts": {"default": not defaults.no_scene_cuts},
         "format": {"choices": [{"value": k, "label": v[2]} for k, v in FORMATS.items()],
@@ -107,5 +123,7 @@ def job_options(choices: dict, *, device: str) -> JobOptions:
     flags = page_flags(choices)
     args = _parser().parse_args([*flags, "--device", device])
     check_deblur_options(args)
+    if args.precision == "int8" and (why := int8_refusal(device)) is not None:
+        raise UserError(why)
     return JobOptions(deblur=deblur_options(args), format=choices.get("format", DEFAULT_FORMAT),
                       flags=flags)

@@ -74,7 +74,7 @@ class App:
         self.worker = worker
         self.max_upload_mb = max_upload_mb
         self.device = device
-        self.config = {**page_config(), "max_upload_mb": max_upload_mb}
+        self.config = {**page_config(device), "max_upload_mb": max_upload_mb}
 
     def starlette(self) -> Starlette:
         routes = [
