@@ -191,7 +191,7 @@ def table(results: dict, steps: list[int]) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=parse_steps, default=parse_steps("0,50,200"),
                    help="adaptation step counts, comma-separated (0: the weights as they are; "
                    "default 0,50,200)")

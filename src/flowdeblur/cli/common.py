@@ -173,7 +173,8 @@ def add_adapt_options(p: argparse._ArgumentGroup) -> None:
     :func:`check_adapt_options`)."""
     steps = ("first fine-tune a copy of the weights for STEPS steps on the input itself with "
              "the self-supervised reblurring loss (beside the synthetic training loss), then "
-             "deblur with it (docs/ADAPT.md); a few seconds per step on a CPU; default 0: off")
+             "deblur with it; about 0.5 s per step on a 2-core CPU; default 0: off, since it "
+             "lowered the PSNR of every large-motion dev clip (docs/ADAPT.md)")
     crop = (f"side of the square crops --adapt trains on (>= 64; the frame where smaller; "
             f"default {ADAPT_CROP}): bounds its time and memory per step")
     p.add_argument("--adapt", type=int, default=0, metavar="STEPS", help=steps)
