@@ -4,10 +4,12 @@ validation set (``flowdeblur.evaluation.heldout`` with its ``VALIDATION_SEED``, 
 held-out seed), beside the weights the run started from.
 
     python references/checkpoint_sweep.py runs/cpu_continue [--steps 2000,4000] [--start FILE]
+    python references/checkpoint_sweep.py runs/cpu_continue --dev motion   # the large-motion set
 
 Weights are exported in fp32 to ``RUN/sweep/`` and scored in fp32; scores already written are
 kept, so an interrupted sweep continues. The markdown table goes to stdout and
-``RUN/sweep/sweep.md``, every figure to ``RUN/sweep/sweep.json``. The chosen weights are then
+``RUN/sweep/sweep.md``, every figure to ``RUN/sweep/sweep.json`` (``sweep-motion.*`` with
+``--dev motion``). The chosen weights are then
 scored once on the held-out set and on the test clips, which never take part in the choice.
 """
 
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 from common import dev_mean, same_copy, score_synthetic
-from real_clips import score_dev
+from real_clips import DEFINITIONS, score_dev
 
 from flowdeblur.evaluation.heldout import VALIDATION_SEED
 from flowdeblur.media.atomic import atomic_write_text
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", default=None,
                         help="comma-separated steps to score (default: every checkpoint)")
     parser.add_argument("--samples", type=int, default=64, help="synthetic validation scenes")
+    parser.add_argument("--dev", choices=sorted(DEFINITIONS), default="small",
+                        help="the real clips whose dev split is scored (motion: "
+                        "references/real_clips_motion.json; default small: real_clips.json)")
     parser.add_argument("--unsharp", type=float, nargs=2, default=(0.5, 0.1),
                         metavar=("SIGMA", "AMOUNT"),
                         help="unsharp-mask baseline (flowdeblur.evaluation.heldout's tuning)")
@@ -116,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         if absent:
             parser.error(f"{args.run} has no checkpoint of step(s) {sorted(absent)}")
     weights = {"start": start, **export_checkpoints(args.run, out, steps)}
-    dev = {name: score_dev(w, tuple(args.unsharp)) for name, w in weights.items()}
+    dev = {name: score_dev(w, tuple(args.unsharp), args.dev) for name, w in weights.items()}
     validation = score_validation(out, weights, args.samples)
-    atomic_write_text(out / "sweep.json", json.dumps(
-        {"weights": {k: str(v) for k, v in weights.items()}, "dev": dev,
+    tag = "" if args.dev == "small" else f"-{args.dev}"
+    atomic_write_text(out / f"sweep{tag}.json", json.dumps(
+        {"weights": {k: str(v) for k, v in weights.items()}, "dev": dev, "definition": args.dev,
          "validation": validation}, indent=1))
     text = table(weights, dev, validation)
-    atomic_write_text(out / "sweep.md", text + "\n")
+    atomic_write_text(out / f"sweep{tag}.md", text + "\n")
     print(text)
     return 0
 
