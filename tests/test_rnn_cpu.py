@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import time
 import warnings
 
@@ -267,6 +269,32 @@ def test_is_one_torch_operator_with_fake_and_autograd():
     torch.library.opcheck(torch.ops.flowdeblur.spatial_rnn_cpu.default, (x, w))
     torch.library.opcheck(torch.ops.flowdeblur.spatial_rnn_cpu.default,
                           (x.requires_grad_(), w.requires_grad_()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_calls_match_the_operator(dtype):
+    # Without gradients the kernels run without the operator's dispatch; the result must be
+    # the operator's, bit for bit, on awkward sizes and dtypes.
+    x = torch.randn(2, 3, 17, 29).to(dtype)
+    w = torch.rand(2, 12, 17, 29).mul(2).sub(1).to(dtype)
+    with torch.no_grad():
+        direct = spatial_rnn_cpu(x, w)
+        through_op = torch.ops.flowdeblur.spatial_rnn_cpu(x, w)
+    assert direct.dtype == dtype
+    assert torch.equal(direct, through_op)
+    assert rnn_cpu._plain_inference(x, w)
+    assert not rnn_cpu._plain_inference(x.clone().requires_grad_(), w)
+
+
+def test_inference_leaves_torch_dynamo_unimported():
+    # The operator's first call imports torch._dynamo (over a second); uncompiled inference
+    # must not pay it. A fresh process, since this one may have imported it already.
+    code = ("import sys, torch\n"
+            "from flowdeblur.ops.rnn_cpu import spatial_rnn_cpu\n"
+            "with torch.no_grad():\n"
+            "    spatial_rnn_cpu(torch.randn(1, 2, 5, 6), torch.rand(1, 8, 5, 6))\n"
+            "assert 'torch._dynamo' not in sys.modules, 'torch._dynamo was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 @pytest.mark.slow

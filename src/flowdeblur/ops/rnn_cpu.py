@@ -424,4 +424,17 @@ def spatial_rnn_cpu(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     if x.device.type != "cpu" or w.device.type != "cpu":
         raise ValueError(f"spatial_rnn_cpu needs CPU tensors, got {x.device} and {w.device}")
     check_rnn_inputs(x, w)
+    if _plain_inference(x, w):
+        return _forward(x, w).to(x.dtype)
     return _spatial_rnn_op(x, w)
+
+
+def _plain_inference(x: torch.Tensor, w: torch.Tensor) -> bool:
+    """Whether this call may run the kernels directly rather than through the operator: plain
+    tensors needing no gradient, outside any compiler's trace or dispatch mode. The operator's
+    first call imports torch._dynamo (about 1.3 s on a 2-core CPU), a start-up cost every
+    uncompiled ``deblur`` would otherwise pay; the result is the same ``_forward``."""
+    return (not torch.compiler.is_compiling()
+            and type(x) is torch.Tensor and type(w) is torch.Tensor
+            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+            and torch._C._len_torch_dispatch_stack() == 0)
