@@ -60,6 +60,16 @@ def test_adapting_lowers_the_reblurring_error_on_the_clip(model):
     assert len(history) == 3 and history[0]["eq14"] is None
 
 
+def test_the_reblurring_error_of_given_images(model):
+    # Reblurring the blurry frames themselves is the identity's error; other images differ.
+    frames = blurred_clip()
+    own = reblur_error(model, frames)
+    given = reblur_error(model, frames, images=frames)
+    assert given.model == pytest.approx(own.identity)
+    flat = reblur_error(model, frames, images=[torch.full_like(f, 0.5) for f in frames])
+    assert flat.model > given.model
+
+
 def test_a_video_gives_evenly_spaced_triples_and_no_triple_across_a_cut(tmp_path):
     frames = smooth_frames(6, 32, 48) + [0.3 * f for f in smooth_frames(5, 32, 48, seed=4)]
     source = FrameSource(make_video(tmp_path / "cut.mkv", frames))

@@ -317,11 +317,14 @@ def _step_record(terms: ReblurTerms, eq14: torch.Tensor | None, synthetic_scale:
 @torch.no_grad()
 def reblur_error(model: FlowDeblurNet, frames: Sequence[torch.Tensor] | Clip, *,
                  flows_from: FlowDeblurNet | None = None, duty: float = 0.75,
-                 device: str | torch.device = "cpu") -> ReblurTerms:
+                 device: str | torch.device = "cpu",
+                 images: Sequence[torch.Tensor] | None = None) -> ReblurTerms:
     """The reblurring error (Charbonnier per masked pixel-channel) of ``model``'s outputs and of
     the identity's, averaged over the clip's whole triples at one ``duty``: what adaptation
     lowers, measured without a draw. The flows come from the flow network of ``flows_from``
-    (default: ``model``'s own; the starting weights compare an adapted copy with them)."""
+    (default: ``model``'s own; the starting weights compare an adapted copy with them).
+    ``images``: reblur these instead of the outputs, one (3, H, W) per frame of ``frames``
+    (e.g. the sharp frames, to see whether the loss is least at the truth)."""
     clip = frames if isinstance(frames, Clip) else clip_of_frames(frames)
     device = torch.device(device)
     net = copy.deepcopy(model).float().to(device).eval()
@@ -332,7 +335,9 @@ def reblur_error(model: FlowDeblurNet, frames: Sequence[torch.Tensor] | Clip, *,
     for k in range(len(clip.centres)):
         batch = crop_triple(clip, k, (0, 0), (h, w), device)
         batch = frozen.add_flows({**batch, DUTY_KEY: torch.tensor([duty], device=device)})
-        errors.append(reblur_terms(_forward_triple(net, batch), batch, SAMPLES, "mean"))
+        output = _forward_triple(net, batch) if images is None else \
+            _as_float(images[clip.centres[k]])[None].to(device)
+        errors.append(reblur_terms(output, batch, SAMPLES, "mean"))
     return ReblurTerms(*(sum(float(e[i]) for e in errors) / len(errors) for i in range(2)))
 
 
