@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from flowdeblur import FlowDeblurNet, count_parameters
-from flowdeblur.models import VARIANTS
+from flowdeblur.models import VARIANTS, pad_to_multiple, padded_size
 
 GOLDEN = Path(__file__).with_name("golden") / "model_full_64x64.json"
 
@@ -147,3 +147,8 @@ def test_identity_output_init_copies_frame_t():
     with torch.no_grad():
         out = model(frame, torch.rand(1, 3, 40, 50)).image
     torch.testing.assert_close(out, frame)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (64, 64), (65, 127), (720, 1280), (721, 1)])
+def test_padded_size_is_what_padding_gives(size):
+    assert padded_size(size) == tuple(pad_to_multiple(torch.zeros(1, 1, *size)).shape[-2:])

@@ -12,6 +12,7 @@ from .network import (
     count_parameters,
     full_resolution_flow,
     pad_to_multiple,
+    padded_size,
     stack_frames,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "count_parameters",
     "full_resolution_flow",
     "pad_to_multiple",
+    "padded_size",
     "stack_frames",
 ]

@@ -72,6 +72,12 @@ class FlowDeblurOutput:
     padded_size: tuple[int, int] = (0, 0)
 
 
+def padded_size(size: tuple[int, int], multiple: int = PAD_MULTIPLE) -> tuple[int, int]:
+    """The (Hp, Wp) that :func:`pad_to_multiple` pads an (H, W) input to."""
+    h, w = size
+    return h + (-h) % multiple, w + (-w) % multiple
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int = PAD_MULTIPLE) -> torch.Tensor:
     """Replicate-pad the bottom and right of (N, C, H, W) up to multiples of ``multiple``."""
     h, w = x.shape[-2:]

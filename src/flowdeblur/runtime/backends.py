@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import OptionError, UserError
-from ..models import PAD_MULTIPLE, FlowDeblurOutput
+from ..models import FlowDeblurOutput, padded_size
 
 #: What ``--backend`` may be: the PyTorch network, or an exported model in one of two runtimes.
 BACKENDS = ("torch", "onnxruntime", "openvino")
@@ -215,10 +215,8 @@ class ExportedNetwork:
         frames = torch.cat([frame_t, frame_next], dim=1).detach()
         frames = frames.to("cpu", torch.float32).contiguous().numpy()
         image, flow = self._run(frames)[:2]
-        h, w = frame_t.shape[-2:]
-        padded = (-(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE)
         return FlowDeblurOutput(image=torch.from_numpy(image), flows=[torch.from_numpy(flow)],
-                                padded_size=padded)
+                                padded_size=padded_size(tuple(frame_t.shape[-2:])))
 
     def describe(self) -> str:
         """One line, e.g. ``onnxruntime cpu fp32 (model.onnx)``."""

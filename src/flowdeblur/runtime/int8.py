@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from ..models import PAD_MULTIPLE, FlowDeblurOutput
+from ..models import FlowDeblurOutput, padded_size
 
 #: Layers left in float32 (module names in FlowDeblurNet): the first and the last two
 #: full-resolution convolutions of the deblurring U-Net.
@@ -194,9 +194,8 @@ class Int8FastForward:
                 image, flow = forward(a[None], b[None])
                 images.append(image.float())
                 flows.append(flow.float())
-        padded = tuple(-(-n // PAD_MULTIPLE) * PAD_MULTIPLE for n in size)
         return FlowDeblurOutput(image=torch.cat(images), flows=[torch.cat(flows)],
-                                padded_size=padded)
+                                padded_size=padded_size(size))
 
     def describe(self) -> str:
         return "cpu int8 NCHW torch.compile(freezing)"

@@ -59,7 +59,7 @@ from ..runtime import Runtime
 from .batches import TrainingBatches
 from .config import DataConfig, ModelConfig, OptimConfig, TrainConfig
 from .objective import compute_loss
-from .reblur import DUTY_KEY, FrozenFlow, ReblurTerms, reblur_terms
+from .reblur import DUTY_KEY, FrozenFlow, ReblurConfig, ReblurTerms, reblur_terms
 from .rng import rank_seed
 from .setup import build_optimizer
 from .unlabelled import uncut_triples
@@ -77,8 +77,8 @@ DEFAULT_CROP = 256
 #: without diverging; small beside the 4e-4 they were trained at, since adaptation should move
 #: them only as far as one clip warrants.
 DEFAULT_LR = 1.5e-4
-#: The default duty range, drawn uniformly per step (the training's ``reblur.duty_range``).
-DEFAULT_DUTY = (0.5, 1.0)
+#: The default duty range, drawn uniformly per step: the training's ``reblur.duty_range``.
+DEFAULT_DUTY = ReblurConfig().duty_range
 #: Most triples :func:`read_clip` keeps of a video, evenly spaced.
 MAX_TRIPLES = 32
 #: Synthetic scenes of Eq. 14 per step.
@@ -87,8 +87,8 @@ SYNTHETIC_BATCH = 2
 #: shipped weights' recipe), rendered at :data:`RECIPE_SIDE`.
 ANCHOR_SCENES = {"max_camera_motion": 40.0, "max_object_motion": 40.0,
                  "motion_range": [0.2, 1.0], "texture_scale": [1.0, 2.0]}
-#: Sub-exposure samples of each reblurred frame (the training's ``reblur.samples``).
-SAMPLES = 17
+#: Sub-exposure samples of each reblurred frame: the training's ``reblur.samples``.
+SAMPLES = ReblurConfig().samples
 
 
 # ----------------------------------------------------------------------------- the clip
