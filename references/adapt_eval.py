@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import ROOT, read_json
+from common import ROOT, comma_list, read_json
 from real_clips import (
     DEFAULT_CACHE,
     DEFAULT_CONFIG,
@@ -43,6 +43,7 @@ from real_clips import (
 )
 
 import flowdeblur
+from flowdeblur.errors import UserError
 from flowdeblur.media.atomic import atomic_write_text, file_sha256
 from flowdeblur.training.adapt import DEFAULT_CROP, DEFAULT_LR, adapt_to_clip, reblur_error
 from flowdeblur.weights import PRETRAINED
@@ -66,12 +67,12 @@ def dev_clips(definition: dict, names: list[str] | None) -> list[dict]:
 
 
 def parse_steps(text: str) -> list[int]:
-    """``0,50,200`` -> [0, 50, 200]; SystemExit for anything but integers >= 0."""
+    """``0,50,200`` -> [0, 50, 200]; SystemExit for anything but distinct integers >= 0."""
     try:
-        steps = sorted({int(s) for s in text.split(",") if s.strip()})
-    except ValueError:
-        raise SystemExit(f"--steps takes integers separated by commas, not {text!r}") from None
-    if not steps or steps[0] < 0:
+        steps = sorted(comma_list(text, "--steps", int))
+    except UserError as e:
+        raise SystemExit(str(e)) from None
+    if steps[0] < 0:
         raise SystemExit(f"--steps takes integers >= 0, not {text!r}")
     return steps
 
