@@ -14,8 +14,9 @@ is the difference of the two rows. Per path:
 * ``--quality``: PSNR of its output against the fp32 output on the check frame, and the mean
   PSNR over the dev clips of both real-clip definitions (``references/real_clips.json`` and
   ``real_clips_motion.json``) minus fp32's: the dB the path loses.
-* ``--command``: the whole ``flowdeblur deblur`` on an 8-frame clip of ``--size`` (720p),
-  per ``--precision`` in ``--command-precisions``, median of ``--repeats`` alternating runs.
+* ``--command``: the whole ``flowdeblur deblur`` on a clip of ``--command-frames`` frames
+  (default 8) of ``--size`` (720p), per ``--precision`` in ``--command-precisions``, median of
+  ``--repeats`` alternating runs.
 
     python references/cpu_speed.py --timing --quality --command [--paths fp32,bf16,...]
         [--repeats 3] [--size 720x1280] [--json OUT]
@@ -168,13 +169,14 @@ def quality(models: dict, names: list[str], size: tuple[int, int]) -> dict:
     return rows
 
 
-def command(precisions: list[str], repeats: int, size: tuple[int, int]) -> dict:
-    """Seconds of the whole ``flowdeblur deblur`` on an 8-frame clip of ``size``, per
-    precision."""
+def command(precisions: list[str], repeats: int, size: tuple[int, int],
+            frames: int = 8) -> dict:
+    """Seconds of the whole ``flowdeblur deblur`` on a clip of ``frames`` frames of ``size``,
+    per precision."""
     with tempfile.TemporaryDirectory() as tmp:
         clip = Path(tmp) / "clip.mp4"
         with VideoWriter(clip, fps=30, width=size[1], height=size[0], crf=12) as writer:
-            for frame in make_clip(8, size, seed=1)["blur"]:
+            for frame in make_clip(frames, size, seed=1)["blur"]:
                 writer.write(frame)
         seconds = {p: [] for p in precisions}
         for i in range(repeats):
@@ -196,6 +198,7 @@ def main() -> None:
     p.add_argument("--quality", action="store_true")
     p.add_argument("--command", action="store_true")
     p.add_argument("--command-precisions", default="fp32,auto")
+    p.add_argument("--command-frames", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--size", default="x".join(map(str, SIZE)), metavar="HxW",
                    help="the check frame's and the command's clip's size (default 720x1280)")
@@ -220,7 +223,7 @@ def main() -> None:
         report["timing"] = timing(models, names, args.repeats, args.size)
     if args.command:
         report["command"] = command(args.command_precisions.split(","), args.repeats,
-                                    args.size)
+                                    args.size, args.command_frames)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:

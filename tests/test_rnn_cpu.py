@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,6 +109,118 @@ def test_low_precision_inputs_run_in_float32(dtype):
         torch.testing.assert_close(
             got.float(), want, rtol=4 * eps, atol=4 * eps * want.abs().max().item()
         )
+
+
+def _bits(t):
+    """The raw bits of a float32 (int32) or bfloat16 (int16) tensor, for exact comparison."""
+    return t.view(torch.int32 if t.dtype == torch.float32 else torch.int16)
+
+
+def _old_bf16_forward(x, w):
+    # What the backend did before it read bf16 directly: upcast, float32 kernels, round once.
+    return rnn_cpu._forward(x.float(), w.float()).to(torch.bfloat16)
+
+
+def _bf16_gates(shape, seed):
+    """bf16 gates of both signs with exact zeros (+0 and -0) and +-1 sprinkled in."""
+    _, w = _inputs(shape, seed=seed, dtype=torch.bfloat16)
+    flat = w.view(-1)
+    flat[::5], flat[1::7], flat[2::11], flat[3::13] = 0.0, -0.0, 1.0, -1.0
+    return w
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2, 3, 7, 13), (1, 2, 5, rnn_cpu.MIN_COLUMN_STRIP + 45), (2, 3, 40, 7), (1, 1, 1, 1)],
+    ids=["small", "column-strips", "tall", "one"],
+)
+def test_bf16_forward_is_the_float32_result_rounded(shape):
+    # bf16 is read as bits and the output rounded as it is written: bit for bit the old
+    # upcast -> float32 kernels -> .to(bfloat16), on both paths (direct and the operator).
+    x, _ = _inputs(shape, seed=21, dtype=torch.bfloat16)
+    w = _bf16_gates(shape, seed=22)
+    want = _old_bf16_forward(x, w)
+    out = spatial_rnn_cpu(x, w)
+    assert out.dtype == torch.bfloat16
+    assert torch.equal(_bits(out), _bits(want))
+    assert torch.equal(_bits(torch.ops.flowdeblur.spatial_rnn_cpu(x, w)), _bits(want))
+    ref = spatial_rnn_reference(x.float(), w.float())
+    eps = torch.finfo(torch.bfloat16).eps
+    torch.testing.assert_close(out.float(), ref, rtol=eps, atol=eps * ref.abs().max().item())
+
+
+def test_bf16_mixed_with_float32():
+    # Only the bf16 argument is read as bits; the output has x's dtype, as before.
+    x, _ = _inputs((2, 3, 6, 9), seed=23)
+    w = _bf16_gates((2, 3, 6, 9), seed=24)
+    assert torch.equal(spatial_rnn_cpu(x, w), rnn_cpu._forward(x, w.float()))
+    xb = x.bfloat16()
+    assert torch.equal(_bits(spatial_rnn_cpu(xb, w.float())), _bits(_old_bf16_forward(xb, w)))
+
+
+def test_bf16_non_contiguous_inputs():
+    x, _ = _inputs((2, 3, 8, 6), seed=25, dtype=torch.bfloat16)
+    w = _bf16_gates((2, 3, 8, 6), seed=26)
+    xs = x.transpose(2, 3).contiguous().transpose(2, 3)
+    wl = w.contiguous(memory_format=torch.channels_last)
+    ws = torch.cat([w, w], dim=2)[:, :, ::2]
+    ws.copy_(w)
+    assert not xs.is_contiguous() and not wl.is_contiguous() and not ws.is_contiguous()
+    want = _bits(_old_bf16_forward(x, w))
+    assert torch.equal(_bits(spatial_rnn_cpu(xs, wl)), want)
+    assert torch.equal(_bits(spatial_rnn_cpu(x, ws)), want)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 13), (1, 2, 5, rnn_cpu.MIN_COLUMN_STRIP + 45)],
+                         ids=["small", "column-strips"])
+def test_bf16_backward_is_the_float32_result_rounded(shape):
+    # The backward reads bf16 x, w, h and grad_h as bits and writes dL/dw in bf16: the same
+    # numbers as the float32 kernels on the upcast tensors, rounded once.
+    x, _ = _inputs(shape, seed=27, dtype=torch.bfloat16)
+    w = _bf16_gates(shape, seed=28)
+    grad = torch.randn(w.shape, generator=torch.Generator().manual_seed(29)).bfloat16()
+    out, gx, gw = _forward_backward(spatial_rnn_cpu, x, w, grad)
+    assert gx.dtype == gw.dtype == torch.bfloat16
+    want_gx, want_gw = rnn_cpu._backward(x.float(), w.float(), out.float(), grad.float())
+    assert torch.equal(_bits(gx), _bits(want_gx.bfloat16()))
+    assert torch.equal(_bits(gw), _bits(want_gw.bfloat16()))
+
+
+def _round_each(values, out):
+    for i in range(values.shape[0]):
+        out[i] = rnn_cpu._narrow(values[i], out)
+
+
+def _widen_each(bits, out):
+    for i in range(bits.shape[0]):
+        out[i] = rnn_cpu._widen(bits[i])
+
+
+def test_bf16_rounding_matches_torch():
+    specials = [0.0, -0.0, float("inf"), -float("inf"), float("nan"), 3.4e38, -3.39e38, 1e38,
+                1e-40, -1e-40, 1e-45, -1e-45, 1.17e-38, 9.2e-41, 1.0, -1.0]
+    ties = np.array([0x3F808000, 0x3F818000, 0xBF808000, 0xBF818000, 0x00008000, 0x00018000,
+                     0x7F7F8000, 0x7F7F7FFF, 0xFF7F8000, 0x00007FFF, 0x80008000],
+                    dtype=np.uint32).view(np.float32)
+    noise = torch.randint(-2**31, 2**31, (4096,), generator=torch.Generator().manual_seed(30),
+                          dtype=torch.int64).to(torch.int32).view(torch.float32)
+    values = torch.cat([torch.tensor(specials), torch.from_numpy(ties), noise])
+    got = np.empty(values.shape[0], dtype=np.uint16)
+    rnn_cpu.numba.njit(_round_each)(values.numpy(), got)
+    want = values.to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+    nan = torch.isnan(values).numpy()
+    assert nan.sum() > 1  # the noise holds NaNs of other payloads too
+    assert np.array_equal(got[~nan], want[~nan])
+    assert (got[nan] == rnn_cpu.BF16_NAN_BITS).all()
+    assert torch.isnan(torch.from_numpy(got[nan].view(np.int16)).view(torch.bfloat16)).all()
+
+
+def test_bf16_widening_matches_torch_for_every_bit_pattern():
+    bits = np.arange(2**16, dtype=np.uint16)
+    got = np.empty(bits.shape[0], dtype=np.float32)
+    rnn_cpu.numba.njit(_widen_each)(bits, got)
+    want = torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).float().numpy()
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # NaN payloads included
 
 
 def test_gradcheck_float64():

@@ -13,6 +13,11 @@ in float64) and in float32 for any other dtype, with the same arithmetic as the 
 (``(1 - w) * x + w * h``, ``fastmath=False``, no fused multiply-add), so float32 forward
 outputs equal the reference's bit for bit; gradients agree to rounding (summation order).
 
+bfloat16 tensors reach the kernels as their raw bits (uint16), widened to float32 element by
+element as they are read, and a bfloat16 forward output (and gate gradient) is rounded to
+bfloat16 as it is written, as torch's ``.to(torch.bfloat16)`` rounds: under bf16 autocast at
+720p, converting whole tensors to float32 and back cost more than the scans themselves.
+
 The kernels are compiled on first use and cached on disk (``cache=True``: ``__pycache__``
 beside this file, else numba's user cache directory, else a private temporary directory), so
 only the very first call on a machine pays the compile time.
@@ -35,7 +40,10 @@ from .rnn_contract import check_rnn_inputs
 
 try:
     import numba
+    from llvmlite import ir
     from numba import prange
+    from numba.core import types as numba_types
+    from numba.extending import intrinsic, overload, register_jitable
 except ImportError:  # a declared dependency, but let the dispatch fall back cleanly without it
     numba = None
     prange = range
@@ -166,11 +174,98 @@ def _thread_limit() -> Iterator[None]:
         numba.set_num_threads(previous)
 
 
+# --------------------------------------------------------------------------- bfloat16 bits
+# The kernels read every element through ``_widen`` and write every output element through
+# ``_narrow``: for float arrays both compile to nothing, for bfloat16 bits (uint16 arrays) they
+# convert, so one kernel source serves every dtype and float32/float64 code is unchanged.
+
+#: The bfloat16 bits a NaN rounds to: torch's vectorised conversion (AVX2/AVX-512) gives
+#: 0xFFFF, the scalar one 0x7FC0; both are NaN, this one matches whole-tensor ``.to()``.
+BF16_NAN_BITS = 0xFFFF
+
+
+def _widen(value):
+    """An element as the kernels compute with it: bfloat16 bits -> float32, floats as they are.
+    Only compiled (numba overload below)."""
+    raise NotImplementedError("_widen runs inside numba kernels only")
+
+
+def _holds_bits(array):
+    """Whether ``array`` holds bfloat16 bits (uint16): a constant once compiled. Only compiled
+    (numba overload below)."""
+    raise NotImplementedError("_holds_bits runs inside numba kernels only")
+
+
+def _narrow(value, out):
+    """``value`` (compute dtype) as an element of ``out``: rounded to bfloat16 bits for a uint16
+    array, unchanged for a float array. Only compiled (numba overload below)."""
+    raise NotImplementedError("_narrow runs inside numba kernels only")
+
+
+if numba is not None:
+
+    @intrinsic
+    def _bf16_bits_to_f32(typingctx, bits):
+        # bfloat16 is the top half of a float32: shift the 16 bits up, reinterpret. Exact.
+        if bits != numba_types.uint16:
+            return None
+
+        def codegen(context, builder, signature, args):
+            wide = builder.zext(args[0], ir.IntType(32))
+            wide = builder.shl(wide, ir.Constant(ir.IntType(32), 16))
+            return builder.bitcast(wide, ir.FloatType())
+
+        return numba_types.float32(numba_types.uint16), codegen
+
+    @intrinsic
+    def _f32_bits(typingctx, value):
+        # The float32's bits as a uint32 (a reinterpretation, no conversion).
+        if value != numba_types.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+
+        return numba_types.uint32(numba_types.float32), codegen
+
+    @register_jitable
+    def _f32_to_bf16_bits(value):
+        """float32 -> bfloat16 bits, round to nearest even, as torch's ``.to(torch.bfloat16)``
+        (c10's ``round_to_nearest_even``): add 0x7FFF plus the lowest kept bit, drop 16 bits.
+        Overflow rounds to infinity, subnormals are kept; a NaN gives :data:`BF16_NAN_BITS`.
+        In int64, so that the sum cannot wrap and no literal promotes it to float."""
+        if value != value:
+            return np.uint16(BF16_NAN_BITS)
+        bits = np.int64(_f32_bits(value))
+        return np.uint16((bits + ((bits >> 16) & 1) + 0x7FFF) >> 16)
+
+    @overload(_widen)
+    def _widen_typed(value):
+        if value == numba_types.uint16:
+            return lambda value: _bf16_bits_to_f32(value)
+        if isinstance(value, numba_types.Float):
+            return lambda value: value
+        return None
+
+    @overload(_holds_bits)
+    def _holds_bits_typed(array):
+        bits = array.dtype == numba_types.uint16
+        return lambda array: bits
+
+    @overload(_narrow)
+    def _narrow_typed(value, out):
+        if out.dtype == numba_types.uint16:
+            return lambda value, out: _f32_to_bf16_bits(value)
+        return lambda value, out: value
+
+
 # --------------------------------------------------------------------------- kernels
 # Array arguments: x (N, C, H, W); w, h, grad_h, grad_w (N, K, H, W) with K >= base + 2C, the
 # two directions of this axis being channel blocks [base, base+C) (increasing index) and
 # [base+C, base+2C) (decreasing index). ``one`` is 1 in the compute dtype: a float literal
-# would promote float32 arithmetic to float64 and stop matching the reference.
+# would promote float32 arithmetic to float64 and stop matching the reference. Any input array
+# may hold bfloat16 bits (uint16, read through ``_widen``), and so may h in the forward and
+# grad_w in the backward (written through ``_narrow``); grad_x accumulates: a float array.
 
 
 @_Kernel
@@ -185,20 +280,35 @@ def _rows_forward(x, w, h, base, one):
         wf, hf = w[b, base + ch, r], h[b, base + ch, r]
         carry = zero
         for j in range(length):
-            carry = (one - wf[j]) * xr[j] + wf[j] * carry
-            hf[j] = carry
+            wj = _widen(wf[j])
+            carry = (one - wj) * _widen(xr[j]) + wj * carry
+            hf[j] = _narrow(carry, hf)
         wb, hb = w[b, base + c + ch, r], h[b, base + c + ch, r]
         carry = zero
         for j in range(length - 1, -1, -1):
-            carry = (one - wb[j]) * xr[j] + wb[j] * carry
-            hb[j] = carry
+            wj = _widen(wb[j])
+            carry = (one - wj) * _widen(xr[j]) + wj * carry
+            hb[j] = _narrow(carry, hb)
 
 
 @cached_jit(parallel=False)
 def _column_step(x_row, w_row, prev_row, out_row, one):
-    # One vectorisable step of a vertical scan over a strip of columns.
+    # One vectorisable step of a vertical scan over a strip of columns (h in a float dtype).
     for j in range(out_row.shape[0]):
-        out_row[j] = (one - w_row[j]) * x_row[j] + w_row[j] * prev_row[j]
+        wj = _widen(w_row[j])
+        out_row[j] = (one - wj) * _widen(x_row[j]) + wj * prev_row[j]
+
+
+@cached_jit(parallel=False)
+def _column_step_rounded(x_row, w_row, carry, out_row, one):
+    # The same step when out_row holds bfloat16 bits, which cannot be read back as the previous
+    # row: ``carry`` holds that row in the compute dtype and becomes this row. (A step of its
+    # own: carrying a row this way measured slower when h is float32.)
+    for j in range(out_row.shape[0]):
+        wj = _widen(w_row[j])
+        hj = (one - wj) * _widen(x_row[j]) + wj * carry[j]
+        carry[j] = hj
+        out_row[j] = _narrow(hj, out_row)
 
 
 @_Kernel
@@ -213,7 +323,15 @@ def _columns_forward(x, w, h, base, one, strip):
         xp = x[b, ch, :, j0:j1]
         wf, hf = w[b, base + ch, :, j0:j1], h[b, base + ch, :, j0:j1]
         wb, hb = w[b, base + c + ch, :, j0:j1], h[b, base + c + ch, :, j0:j1]
-        zeros = np.zeros_like(xp[0])  # h[-1] = 0, kept in the same expression as the reference
+        if _holds_bits(h):  # a compile-time constant: one branch is compiled away
+            carry = np.full(j1 - j0, one - one)  # h[-1] = 0, and w * 0 added as the reference
+            for i in range(rows):
+                _column_step_rounded(xp[i], wf[i], carry, hf[i], one)
+            carry[:] = one - one
+            for i in range(rows - 1, -1, -1):
+                _column_step_rounded(xp[i], wb[i], carry, hb[i], one)
+            continue
+        zeros = np.zeros_like(hf[0])  # h[-1] = 0, kept in the same expression as the reference
         _column_step(xp[0], wf[0], zeros, hf[0], one)
         for i in range(1, rows):
             _column_step(xp[i], wf[i], hf[i - 1], hf[i], one)
@@ -249,31 +367,34 @@ def _rows_backward(x, w, h, grad_h, grad_x, grad_w, base, one):
         wf, hf, gf, dwf = w[b, k, r], h[b, k, r], grad_h[b, k, r], grad_w[b, k, r]
         carry = zero
         for j in range(length - 1, -1, -1):
-            g = gf[j] + carry
-            dxr[j] = (one - wf[j]) * g  # the first of the four contributions: written
-            prev = hf[j - 1] if j > 0 else zero
-            dwf[j] = g * (prev - xr[j])
-            carry = wf[j] * g
+            g = _widen(gf[j]) + carry
+            wj = _widen(wf[j])
+            dxr[j] = (one - wj) * g  # the first of the four contributions: written
+            prev = _widen(hf[j - 1]) if j > 0 else zero
+            dwf[j] = _narrow(g * (prev - _widen(xr[j])), dwf)
+            carry = wj * g
         # right->left forward: gradient runs left->right; h[i-1] is hb[j+1].
         k = base + c + ch
         wb, hb, gb, dwb = w[b, k, r], h[b, k, r], grad_h[b, k, r], grad_w[b, k, r]
         carry = zero
         for j in range(length):
-            g = gb[j] + carry
-            dxr[j] += (one - wb[j]) * g
-            prev = hb[j + 1] if j < length - 1 else zero
-            dwb[j] = g * (prev - xr[j])
-            carry = wb[j] * g
+            g = _widen(gb[j]) + carry
+            wj = _widen(wb[j])
+            dxr[j] += (one - wj) * g
+            prev = _widen(hb[j + 1]) if j < length - 1 else zero
+            dwb[j] = _narrow(g * (prev - _widen(xr[j])), dwb)
+            carry = wj * g
 
 
 @cached_jit(parallel=False)
 def _column_step_backward(x_row, w_row, prev_row, g_row, dx_row, dw_row, carry, one):
     # One vectorisable step of a vertical backward scan; ``carry`` holds w[i+1] g[i+1].
     for j in range(carry.shape[0]):
-        g = g_row[j] + carry[j]
-        dx_row[j] += (one - w_row[j]) * g
-        dw_row[j] = g * (prev_row[j] - x_row[j])
-        carry[j] = w_row[j] * g
+        g = _widen(g_row[j]) + carry[j]
+        wj = _widen(w_row[j])
+        dx_row[j] += (one - wj) * g
+        dw_row[j] = _narrow(g * (_widen(prev_row[j]) - _widen(x_row[j])), dw_row)
+        carry[j] = wj * g
 
 
 @_Kernel
@@ -286,8 +407,8 @@ def _columns_backward(x, w, h, grad_h, grad_x, grad_w, base, one, strip):
         j0 = (task % strips) * strip
         j1 = min(j0 + strip, width)
         xp, dxp = x[b, ch, :, j0:j1], grad_x[b, ch, :, j0:j1]
-        zeros = np.zeros_like(xp[0])
-        carry = np.zeros_like(xp[0])
+        zeros = np.zeros_like(dxp[0])  # h[-1] = 0 (dxp: a float array, as the compute dtype)
+        carry = np.zeros_like(dxp[0])
         # top->bottom forward: gradient runs bottom->top; h[i-1] is the row above.
         k = base + ch
         wf, hf = w[b, k, :, j0:j1], h[b, k, :, j0:j1]
@@ -316,9 +437,31 @@ def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+def _direct_bf16(dtype: torch.dtype, compute: torch.dtype) -> bool:
+    """Whether a ``dtype`` tensor reaches (or leaves) the kernels as bfloat16 bits, converted
+    per element in float32 compute, rather than as a whole-tensor copy in the compute dtype."""
+    return dtype == torch.bfloat16 and compute == torch.float32
+
+
+def _kernel_array(t: torch.Tensor) -> np.ndarray:
+    """A numpy view of contiguous ``t``: bfloat16 as its bits (uint16; numpy has no bf16)."""
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16)
+    return t.numpy()
+
+
 def _as_kernel_input(t: torch.Tensor, dtype: torch.dtype) -> np.ndarray:
-    """A C-contiguous numpy view of ``t`` in ``dtype`` (copies only when it must)."""
-    return t.detach().to(dtype).contiguous().numpy()
+    """A C-contiguous numpy view of ``t`` for compute ``dtype`` (copies only when it must):
+    in ``dtype``, or bfloat16 bits that the kernels widen as they read."""
+    t = t.detach()
+    if not _direct_bf16(t.dtype, dtype):
+        t = t.to(dtype)
+    return _kernel_array(t.contiguous())
+
+
+def _one(dtype: torch.dtype) -> np.floating:
+    """1 as a numpy scalar of compute ``dtype``: the kernels' ``one``."""
+    return torch.ones((), dtype=dtype).numpy()[()]
 
 
 def _column_strip(planes: int, width: int) -> int:
@@ -329,14 +472,16 @@ def _column_strip(planes: int, width: int) -> int:
 
 
 def _forward(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """x (N, C, H, W), w (N, 4C, H, W) -> h (N, 4C, H, W) in the compute dtype."""
+    """x (N, C, H, W), w (N, 4C, H, W) -> h (N, 4C, H, W): bfloat16 for bfloat16 x (rounded
+    from float32 as the kernels write it), else in the compute dtype."""
     dtype = _compute_dtype(x.dtype)
     n, c, height, width = x.shape
-    h = torch.empty((n, 4 * c, height, width), dtype=dtype)
+    out_dtype = x.dtype if _direct_bf16(x.dtype, dtype) else dtype
+    h = torch.empty((n, 4 * c, height, width), dtype=out_dtype)
     if h.numel() == 0:
         return h
-    xa, wa, ha = _as_kernel_input(x, dtype), _as_kernel_input(w, dtype), h.numpy()
-    one = np.ones((), dtype=xa.dtype)[()]
+    xa, wa, ha = _as_kernel_input(x, dtype), _as_kernel_input(w, dtype), _kernel_array(h)
+    one = _one(dtype)
     _rows_forward(xa, wa, ha, 0, one)
     _columns_forward(xa, wa, ha, 2 * c, one, _column_strip(n * c, width))
     return h
@@ -345,15 +490,17 @@ def _forward(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 def _backward(
     x: torch.Tensor, w: torch.Tensor, h: torch.Tensor, grad_h: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gradients (dL/dx, dL/dw) in the compute dtype, shapes of x and w."""
+    """Gradients (dL/dx, dL/dw), shapes of x and w: dL/dx in the compute dtype (the kernels
+    accumulate into it), dL/dw in bfloat16 for bfloat16 w (rounded as written), else in the
+    compute dtype."""
     dtype = _compute_dtype(x.dtype)
     grad_x = torch.empty(x.shape, dtype=dtype)
-    grad_w = torch.empty(w.shape, dtype=dtype)
+    grad_w = torch.empty(w.shape, dtype=w.dtype if _direct_bf16(w.dtype, dtype) else dtype)
     if grad_w.numel() == 0:
         return grad_x.zero_(), grad_w
     xa, wa, ha, ga = (_as_kernel_input(t, dtype) for t in (x, w, h, grad_h))
-    one = np.ones((), dtype=xa.dtype)[()]
-    dxa, dwa = grad_x.numpy(), grad_w.numpy()
+    one = _one(dtype)
+    dxa, dwa = grad_x.numpy(), _kernel_array(grad_w)
     n, c, _, width = x.shape
     _rows_backward(xa, wa, ha, ga, dxa, dwa, 0, one)
     _columns_backward(xa, wa, ha, ga, dxa, dwa, 2 * c, one, _column_strip(n * c, width))
@@ -366,7 +513,8 @@ def _backward(
 # quantization, runtime/int8.py) captures the network whole.
 @torch.library.custom_op("flowdeblur::spatial_rnn_cpu", mutates_args=(), device_types="cpu")
 def _spatial_rnn_op(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return _forward(x, w).to(x.dtype)  # a new tensor: _forward never returns an input
+    # A new tensor: _forward never returns an input (for bf16 x, .to is a no-op).
+    return _forward(x, w).to(x.dtype)
 
 
 @_spatial_rnn_op.register_fake
