@@ -7,6 +7,14 @@ help where reblurring the sharp frame matches the blurry one better than reblurr
 else does. Flows come from the weights' own flow network on the blurry frames, as in training
 and adaptation. Only the dev split is read.
 
+A second table asks how much of each clip's blur the reblurring model explains at all, over
+the clip's moving pixels (real_clips.py ``moving_mask``): the mean absolute difference, in
+8-bit levels, between the blurry frame and the sharp frame, the sharp frame reblurred with the
+network's flows, the sharp frame reblurred with DIS flows of the sharp frames themselves
+(flows no deblurring has: an upper bound on what better flows could give), and the blurry
+frame reblurred (the identity). Where the reblurred sharp frame is not clearly closer to the
+blurry one than the reblurred blurry frame is, the loss cannot tell the truth from the input.
+
     python references/reblur_check.py [--weights FILE]
 """
 
@@ -14,12 +22,16 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
 import torch
 from adapt_eval import DEFINITION, dev_clips
-from real_clips import DEFAULT_CACHE, built_clips, load_definition, to_tensor
+from real_clips import DEFAULT_CACHE, built_clips, dis_flow, load_definition, moving_mask, to_tensor
 
 import flowdeblur
 from flowdeblur.training.adapt import reblur_error
+from flowdeblur.training.reblur import FrozenFlow, ReblurConfig, reblur
+
+SAMPLES = ReblurConfig().samples
 
 
 def clip_errors(model, blurry: list[torch.Tensor], sharp: list[torch.Tensor],
@@ -28,6 +40,36 @@ def clip_errors(model, blurry: list[torch.Tensor], sharp: list[torch.Tensor],
     truth = reblur_error(model, blurry, duty=duty, images=sharp)
     output = reblur_error(model, blurry, duty=duty)
     return {"sharp": truth.model, "output": output.model, "input": output.identity}
+
+
+def _flow_tensor(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
+    """DIS flow from (H, W, 3) uint8 frame a to b as (1, 2, H, W), docs/DESIGN.md's sign."""
+    return torch.from_numpy(dis_flow(a, b)).permute(2, 0, 1)[None]
+
+
+def explained(model, blurry: np.ndarray, sharp: np.ndarray, duty: float) -> dict[str, float]:
+    """Mean absolute difference (8-bit levels) over the moving pixels of the clip's whole
+    triples between each blurry frame and the candidates of the module docstring's second
+    table; (N, H, W, 3) uint8 frames."""
+    frozen = FrozenFlow(model.flownet, model.in_frames)
+    b, s, moving = to_tensor(blurry), to_tensor(sharp), torch.from_numpy(moving_mask(blurry, sharp))
+    d = torch.tensor([duty])
+    sums: dict[str, list[float]] = {}
+    for k in range(1, len(b) - 1):
+        batch = frozen.add_flows({"unlabelled_t": b[k:k + 1], "unlabelled_next": b[k + 1:k + 2],
+                                  "unlabelled_prev": b[k - 1:k]})
+        network = (batch["unlabelled_flow_next"], batch["unlabelled_flow_prev"])
+        oracle = (_flow_tensor(sharp[k], sharp[k + 1]), _flow_tensor(sharp[k], sharp[k - 1]))
+        candidates = {"sharp frame": s[k:k + 1],
+                      "sharp, network flows": reblur(s[k:k + 1], *network, d, SAMPLES)[0],
+                      "sharp, DIS flows of sharp frames":
+                          reblur(s[k:k + 1], *oracle, d, SAMPLES)[0],
+                      "blurry, network flows": reblur(b[k:k + 1], *network, d, SAMPLES)[0]}
+        m = moving[k]
+        for name, image in candidates.items():
+            diff = (image[0] - b[k]).abs().mean(0)[m]
+            sums.setdefault(name, []).append(255.0 * diff.mean().item() if m.any() else 0.0)
+    return {name: float(np.mean(v)) for name, v in sums.items()}
 
 
 def main() -> None:
@@ -47,6 +89,14 @@ def main() -> None:
         e = clip_errors(model, list(to_tensor(b.blurry)), list(to_tensor(b.sharp)), duty)
         print(f"| {clip['name']} | {duty:.2f} | {e['sharp']:.4f} | {e['output']:.4f} | "
               f"{e['input']:.4f} |", flush=True)
+    print("\nMean |candidate - blurry frame| over moving pixels, 8-bit levels:\n")
+    rows = {c["name"]: explained(model, built[c["name"]].blurry, built[c["name"]].sharp,
+                                 c["span"] / c["stride"]) for c in clips}
+    names = list(next(iter(rows.values())))
+    print("| clip | " + " | ".join(names) + " |")
+    print("|---|" + "--:|" * len(names))
+    for clip, row in rows.items():
+        print(f"| {clip} | " + " | ".join(f"{row[n]:.2f}" for n in names) + " |", flush=True)
 
 
 if __name__ == "__main__":

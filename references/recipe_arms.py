@@ -27,7 +27,8 @@ Resumable: an arm whose weights exist is not trained again (an interrupted one r
 its checkpoint), and scores already written are kept. The markdown table goes to stdout and
 ``OUT/arms.md``, every figure to ``OUT/arms.json``. Training photographs for the ``photos`` arm:
 ``python references/training_photos.py`` (default folder below); real videos for the ``reblur``
-arm: ``python references/reblur_videos.py``. Never choose an arm on the test clips: they are
+arm: ``python references/reblur_videos.py``; pairs for the ``real_pairs`` arm: ``python
+references/real_pairs.py``. Never choose an arm on the test clips: they are
 scored only for the final weights.
 """
 
@@ -41,6 +42,7 @@ from pathlib import Path
 
 from common import CONFIGS, ROOT, dev_mean, same_copy, score_synthetic
 from real_clips import DEFINITIONS, score_dev
+from real_pairs import DEFAULT_OUT as REAL_PAIRS
 from reblur_videos import video_paths
 
 from flowdeblur.cli import main as flowdeblur_main
@@ -92,6 +94,11 @@ ARMS: dict[str, list[str]] = {
     "reblur": [REBLUR_VIDEOS, "reblur.weight=0.003", "reblur.batch_size=4", EMA],
     # The same at ten times the weight: the reblurring term's gradient 2-7.5x Eq. 14's.
     "reblur_x10": [REBLUR_VIDEOS, "reblur.weight=0.03", "reblur.batch_size=4", EMA],
+    # Half of each batch from blurry/sharp pairs that references/real_pairs.py makes from the
+    # same videos the way the large-motion real-footage set makes its clips (DIS-flow
+    # interpolation averaged in linear light over duty 0.5-1.0; build them first).
+    "real_pairs": ["data.source=mix", f"data.real_root={REAL_PAIRS}", "data.real_layout=folders",
+                   "data.real_fraction=0.5", "data.num_workers=1", EMA],
 }
 
 #: Two-phase arms -> overrides of their first phase, which takes the first half of the steps;
