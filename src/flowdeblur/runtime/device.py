@@ -111,7 +111,7 @@ def resolve_precision(precision: str, device: torch.device, purpose: str = "debl
 
 #: Frames from which ``deblur``'s mode "auto" compiles the forward on a CPU with native bf16.
 #: At 720p on a 2-core AMX Xeon a compiled bf16 forward saves 0.26-0.27 s a frame against
-#: eager (562 against 829 ms, 671 against 932 ms on a slower hour), and its first call costs
+#: eager (421 against 686 ms; 671 against 932 ms on a slower hour), and its first call costs
 #: 2.2-12.6 s with inductor's cache warm, 27.7 s cold (references/cpu_speed.py;
 #: docs/BENCHMARKS.md, "CPU speed plan"): it pays for itself by about 100 frames even cold,
 #: and costs more than it saves on a short clip.
