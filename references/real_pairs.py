@@ -28,7 +28,6 @@ import shutil
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 from common import ROOT
 from real_clips import DEFAULT_CACHE, FlowCache, linear_to_srgb8, read_video, window_samples
@@ -58,6 +57,8 @@ TAKES: dict[str, dict] = {
 
 def shrunk(frames: list[np.ndarray], factor: int) -> list[np.ndarray]:
     """Frames reduced ``factor`` times with area averaging (sharper targets, smaller motion)."""
+    import cv2  # OpenCV (extra [bench]) only where frames are made, not to import this module
+
     if factor == 1:
         return frames
     h, w = frames[0].shape[:2]
@@ -81,6 +82,8 @@ def take_frames(cache: FlowCache, segment: tuple[int, int], stride: int, span: i
 def write_take(folder: Path, name: str, blurry: list[np.ndarray],
                sharp: list[np.ndarray]) -> None:
     """PNG files of one take under ``folder/blur/name`` and ``folder/sharp/name``."""
+    import cv2
+
     for kind, frames in (("blur", blurry), ("sharp", sharp)):
         seq = folder / kind / name
         seq.mkdir(parents=True)
@@ -90,6 +93,8 @@ def write_take(folder: Path, name: str, blurry: list[np.ndarray],
 
 def manifest(videos: list[dict]) -> dict:
     """What the pairs are made of: each video's record and its segments and takes."""
+    import cv2
+
     return {"videos": [{**v, **TAKES[v["path"]]} for v in videos],
             "tools": {"opencv-python-headless": cv2.__version__, "numpy": np.__version__}}
 
