@@ -316,6 +316,14 @@ def check_factors(clip: dict) -> None:
                               "longer than the frame interval")
 
 
+def exposure(cache: FlowCache, centre: int, span: int, interp: int) -> np.ndarray:
+    """The blurry frame of one exposure: the frames of ``cache`` interpolated every ``1 /
+    interp`` over ``centre +- span / 2`` (:func:`window_samples`), averaged in linear light and
+    encoded to (H, W, 3) uint8 sRGB."""
+    mean = sum(wt * cache.at(t) for t, wt in window_samples(centre, span, interp))
+    return linear_to_srgb8(mean)
+
+
 def synthesise(clip: dict, frames: list[np.ndarray],
                cache: FlowCache | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blurry and sharp frames of a clip, each (N, h, w, 3) uint8 RGB after the crop.
@@ -331,9 +339,8 @@ def synthesise(clip: dict, frames: list[np.ndarray],
     blurry, sharp = [], []
     for n in range(clip["frames"]):
         centre = clip["first_centre"] + n * clip["stride"]
-        mean = sum(wt * cache.at(t) for t, wt in window_samples(centre, clip["span"],
-                                                                 clip["interp"]))
-        blurry.append(linear_to_srgb8(mean)[top:top + h, left:left + w])
+        blurry.append(exposure(cache, centre, clip["span"], clip["interp"])[top:top + h,
+                                                                            left:left + w])
         sharp.append(frames[centre - lo][top:top + h, left:left + w])
     return np.stack(blurry), np.stack(sharp)
 

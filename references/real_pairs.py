@@ -29,11 +29,13 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from common import ROOT
-from real_clips import DEFAULT_CACHE, FlowCache, linear_to_srgb8, read_video, window_samples
+from real_clips import DEFAULT_CACHE, FlowCache, exposure, read_video
 from reblur_videos import recorded_videos, training_videos
 
 from flowdeblur.errors import UserError
+from flowdeblur.media import write_image
 
 DEFAULT_OUT = ROOT / "runs" / "real_pairs"
 
@@ -73,22 +75,18 @@ def take_frames(cache: FlowCache, segment: tuple[int, int], stride: int, span: i
     first = lo + (span + 1) // 2
     blurry, sharp = [], []
     for centre in range(first, hi - (span + 1) // 2 + 1, stride):
-        mean = sum(w * cache.at(t) for t, w in window_samples(centre, span, interp))
-        blurry.append(linear_to_srgb8(mean))
+        blurry.append(exposure(cache, centre, span, interp))
         sharp.append(cache.frames[centre - cache.first])
     return blurry, sharp
 
 
 def write_take(folder: Path, name: str, blurry: list[np.ndarray],
                sharp: list[np.ndarray]) -> None:
-    """PNG files of one take under ``folder/blur/name`` and ``folder/sharp/name``."""
-    import cv2
-
+    """8-bit PNG files of one take under ``folder/blur/name`` and ``folder/sharp/name``."""
     for kind, frames in (("blur", blurry), ("sharp", sharp)):
-        seq = folder / kind / name
-        seq.mkdir(parents=True)
         for i, frame in enumerate(frames):
-            cv2.imwrite(str(seq / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            image = torch.from_numpy(frame).permute(2, 0, 1).float() / 255.0  # exact in 8 bits
+            write_image(folder / kind / name / f"{i:05d}.png", image)
 
 
 def manifest(videos: list[dict]) -> dict:
@@ -105,8 +103,9 @@ def build(out: Path, cache: Path) -> int:
     paths = training_videos(cache)
     wanted = json.loads(json.dumps(manifest(videos)))  # tuples as lists, as read back
     record = out / "manifest.json"
-    if record.is_file() and json.loads(record.read_text()).get("build") == wanted:
-        return json.loads(record.read_text())["pairs"]
+    built = json.loads(record.read_text()) if record.is_file() else {}
+    if built.get("build") == wanted:
+        return built["pairs"]
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     pairs = 0

@@ -25,7 +25,15 @@ import argparse
 import numpy as np
 import torch
 from adapt_eval import DEFINITION, dev_clips
-from real_clips import DEFAULT_CACHE, built_clips, dis_flow, load_definition, moving_mask, to_tensor
+from real_clips import (
+    DEFAULT_CACHE,
+    built_clips,
+    dis_flow,
+    duty,
+    load_definition,
+    moving_mask,
+    to_tensor,
+)
 
 import flowdeblur
 from flowdeblur.training.adapt import reblur_error
@@ -47,13 +55,15 @@ def _flow_tensor(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(dis_flow(a, b)).permute(2, 0, 1)[None]
 
 
-def explained(model, blurry: np.ndarray, sharp: np.ndarray, duty: float) -> dict[str, float]:
+def explained(model, blurry: np.ndarray, sharp: np.ndarray, exposure: float
+              ) -> dict[str, float]:
     """Mean absolute difference (8-bit levels) over the moving pixels of the clip's whole
     triples between each blurry frame and the candidates of the module docstring's second
-    table; (N, H, W, 3) uint8 frames."""
+    table; (N, H, W, 3) uint8 frames, ``exposure`` the clip's duty. Frames without moving
+    pixels are left out."""
     frozen = FrozenFlow(model.flownet, model.in_frames)
     b, s, moving = to_tensor(blurry), to_tensor(sharp), torch.from_numpy(moving_mask(blurry, sharp))
-    d = torch.tensor([duty])
+    d = torch.tensor([exposure])
     sums: dict[str, list[float]] = {}
     for k in range(1, len(b) - 1):
         batch = frozen.add_flows({"unlabelled_t": b[k:k + 1], "unlabelled_next": b[k + 1:k + 2],
@@ -66,9 +76,11 @@ def explained(model, blurry: np.ndarray, sharp: np.ndarray, duty: float) -> dict
                           reblur(s[k:k + 1], *oracle, d, SAMPLES)[0],
                       "blurry, network flows": reblur(b[k:k + 1], *network, d, SAMPLES)[0]}
         m = moving[k]
+        if not m.any():
+            continue
         for name, image in candidates.items():
             diff = (image[0] - b[k]).abs().mean(0)[m]
-            sums.setdefault(name, []).append(255.0 * diff.mean().item() if m.any() else 0.0)
+            sums.setdefault(name, []).append(255.0 * diff.mean().item())
     return {name: float(np.mean(v)) for name, v in sums.items()}
 
 
@@ -85,13 +97,13 @@ def main() -> None:
     print("| clip | duty | sharp frame | deblurred output | blurry input |")
     print("|---|--:|--:|--:|--:|")
     for clip in clips:
-        b, duty = built[clip["name"]], clip["span"] / clip["stride"]
-        e = clip_errors(model, list(to_tensor(b.blurry)), list(to_tensor(b.sharp)), duty)
-        print(f"| {clip['name']} | {duty:.2f} | {e['sharp']:.4f} | {e['output']:.4f} | "
+        b = built[clip["name"]]
+        e = clip_errors(model, list(to_tensor(b.blurry)), list(to_tensor(b.sharp)), duty(clip))
+        print(f"| {clip['name']} | {duty(clip):.2f} | {e['sharp']:.4f} | {e['output']:.4f} | "
               f"{e['input']:.4f} |", flush=True)
     print("\nMean |candidate - blurry frame| over moving pixels, 8-bit levels:\n")
     rows = {c["name"]: explained(model, built[c["name"]].blurry, built[c["name"]].sharp,
-                                 c["span"] / c["stride"]) for c in clips}
+                                 duty(c)) for c in clips}
     names = list(next(iter(rows.values())))
     print("| clip | " + " | ".join(names) + " |")
     print("|---|" + "--:|" * len(names))
